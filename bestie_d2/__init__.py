@@ -15,18 +15,9 @@ __all__ = ["add_bestie_config", "compat", "register_all"]
 
 def register_all():
     """Import the modules whose import registers models, backbones and data sets."""
-    import importlib
+    from ._imports import import_registering_modules
 
-    for mod in (
-        "bestie_d2.modeling",
-        "bestie_d2.data.datasets",
-    ):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a module not written yet during development
-            if e.name and mod.startswith(e.name):
-                continue
-            raise
+    import_registering_modules("bestie_d2", ["modeling", "data.datasets"])
 
 
 register_all()

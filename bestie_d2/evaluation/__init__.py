@@ -1,0 +1,16 @@
+"""Evaluators: PASCAL VOC instance segmentation (chainercv / FCIS protocol)."""
+from .voc_instance import (
+    VOCInstanceEvaluator,
+    encode_masks,
+    eval_instance_segmentation_voc,
+    eval_instance_segmentation_voc_multi,
+    voc_ap,
+)
+
+__all__ = [
+    "VOCInstanceEvaluator",
+    "encode_masks",
+    "eval_instance_segmentation_voc",
+    "eval_instance_segmentation_voc_multi",
+    "voc_ap",
+]

@@ -1,0 +1,64 @@
+"""``launch``: detectron2's launcher, plus a CPU/gloo path for machines without GPUs.
+
+detectron2 0.6's ``launch`` asserts CUDA in every worker; main falls back to gloo. This wrapper
+gives both the same behaviour: with CUDA it calls detectron2's ``launch`` unchanged; without it,
+``num_gpus_per_machine`` means "processes per machine" and each process joins a gloo group.
+"""
+import logging
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.engine import launch as d2_launch
+from detectron2.utils import comm
+
+__all__ = ["launch"]
+
+logger = logging.getLogger(__name__)
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _set_local_group(world_size: int, procs_per_machine: int, machine_rank: int) -> None:
+    if hasattr(comm, "create_local_process_group"):  # detectron2 main
+        comm.create_local_process_group(procs_per_machine)
+        return
+    num_machines = world_size // procs_per_machine
+    for i in range(num_machines):  # detectron2 0.6: set the module global like its launcher does
+        ranks = list(range(i * procs_per_machine, (i + 1) * procs_per_machine))
+        pg = dist.new_group(ranks)
+        if i == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = pg
+
+
+def _cpu_worker(local_rank, main_func, world_size, procs, machine_rank, dist_url, args, timeout):
+    rank = machine_rank * procs + local_rank
+    dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size, rank=rank, timeout=timeout)
+    _set_local_group(world_size, procs, machine_rank)
+    comm.synchronize()
+    main_func(*args)
+    comm.synchronize()
+    dist.destroy_process_group()
+
+
+def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=(), timeout=DEFAULT_TIMEOUT):
+    """Run ``main_func(*args)`` in ``num_machines × num_gpus_per_machine`` processes (see module doc)."""
+    world_size = num_machines * num_gpus_per_machine
+    if world_size <= 1 or torch.cuda.is_available():
+        return d2_launch(main_func, num_gpus_per_machine, num_machines=num_machines, machine_rank=machine_rank,
+                         dist_url=dist_url, args=args, timeout=timeout)
+    if dist_url in (None, "auto"):
+        if num_machines != 1:
+            raise ValueError("--dist-url auto only works on one machine")
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+    logger.info(f"No CUDA: launching {num_gpus_per_machine} CPU processes per machine with gloo ({dist_url})")
+    mp.spawn(_cpu_worker, nprocs=num_gpus_per_machine,
+             args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout), daemon=False)

@@ -1,0 +1,186 @@
+"""``Trainer(DefaultTrainer)``: loaders, evaluators, hooks, optimizer and schedule for every stage.
+
+One trainer serves the three kinds of model this project trains, chosen by
+``MODEL.META_ARCHITECTURE``:
+
+* ``BESTIE``: :class:`~bestie_d2.data.mappers.BestieDatasetMapper`, Adam + WarmupPolyLR,
+  :class:`~bestie_d2.engine.hooks.SelfRefinementHook`;
+* ``PAMClassifier``: :class:`~bestie_d2.data.pam_mapper.PAMDatasetMapper`, the four-group SGD;
+* anything else (e.g. detectron2's ``GeneralizedRCNN`` for the Mask R-CNN stage): detectron2's
+  default mapper and optimizer.
+
+Evaluators come from the data set's metadata (``evaluator_type``: ``voc_instance`` or ``coco``),
+except for the classifier, which reports multi-label classification mAP.
+
+Differences from ``DefaultTrainer`` (all deliberate):
+
+* the training step refuses a non-finite loss *before* the backward pass and the optimizer step,
+  so the weights (and every checkpoint) stay those of the last good iteration;
+* checkpoints are written atomically and contain the optimizer state on detectron2 0.6 too
+  (exact resume), and loading never executes pickled code (:class:`SafeCheckpointer`).
+"""
+import logging
+import os
+import time
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from .. import compat
+from .checkpoint import SafeCheckpointer
+from .hooks import SelfRefinementHook
+from .solver import build_lr_scheduler, build_optimizer
+
+__all__ = ["Trainer", "NonFiniteLossError", "FiniteCheckTrainer", "build_evaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the step was not applied."""
+
+
+class FiniteCheckTrainer(SimpleTrainer):
+    """SimpleTrainer whose step checks the loss before backward/step (one scalar sync per step,
+    which ``SimpleTrainer`` already pays when it logs the losses)."""
+
+    def run_step(self):
+        assert self.model.training, "[FiniteCheckTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        loss_dict = self.model(data)
+        if isinstance(loss_dict, torch.Tensor):
+            losses = loss_dict
+            loss_dict = {"total_loss": loss_dict}
+        else:
+            losses = sum(loss_dict.values())
+        if not bool(torch.isfinite(losses)):
+            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
+            raise NonFiniteLossError(
+                f"Loss became non-finite at iteration {self.iter} ({parts}). Training stopped before "
+                "the update; the weights and the last checkpoint are those of the last good iteration. "
+                "Lower SOLVER.BASE_LR, check the inputs of this batch, or resume from the last checkpoint."
+            )
+        self.optimizer.zero_grad()
+        losses.backward()
+        if hasattr(self, "after_backward"):  # detectron2 main calls the hooks' after_backward
+            self.after_backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
+
+
+def _is_meta(cfg, name):
+    return cfg.MODEL.META_ARCHITECTURE == name
+
+
+def build_evaluator(cfg, dataset_name, output_folder=None):
+    """Evaluator for ``dataset_name`` chosen from the model kind and the data set's metadata."""
+    if output_folder is None:
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    if _is_meta(cfg, "PAMClassifier"):
+        from ..evaluation.multilabel import MultiLabelClassificationEvaluator
+
+        return MultiLabelClassificationEvaluator(dataset_name)
+    meta = MetadataCatalog.get(dataset_name)
+    kind = meta.get("evaluator_type", None)
+    evaluators = []
+    if kind == "voc_instance":
+        from ..evaluation.voc_instance import VOCInstanceEvaluator
+
+        evaluators.append(
+            VOCInstanceEvaluator(dataset_name, iou_thresholds=tuple(cfg.TEST.VOC_IOU_THRESHOLDS), output_dir=output_folder)
+        )
+    elif kind == "coco":
+        tasks = ("segm",) if _is_meta(cfg, "BESTIE") else None
+        evaluators.append(
+            COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=compat.use_fast_coco_eval())
+        )
+    else:
+        raise NotImplementedError(
+            f"No evaluator for data set '{dataset_name}' with evaluator_type={kind!r} "
+            "(expected 'voc_instance' or 'coco'; set it in the data set's metadata)"
+        )
+    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer for BESTIE, the PAM classifier and the Mask R-CNN refinement stage."""
+
+    def __init__(self, cfg):
+        # Same construction order as DefaultTrainer, with our step, checkpointer and schedule.
+        TrainerBase.__init__(self)
+        d2_logger = logging.getLogger("detectron2")
+        if not d2_logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = AMPTrainer(model, data_loader, optimizer)
+        elif cfg.SOLVER.CHECK_FINITE_LOSS:
+            self._trainer = FiniteCheckTrainer(model, data_loader, optimizer)
+        else:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SafeCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), optimizer=optimizer, scheduler=self.scheduler
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        if _is_meta(self.cfg, "BESTIE"):
+            # before the writer so the statistics are written in the same iteration
+            hooks.insert(-1 if comm.is_main_process() else len(hooks), SelfRefinementHook.from_config(self.cfg))
+        return hooks
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = cls._mapper(cfg, is_train=True)
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = cls._mapper(cfg, is_train=False)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @staticmethod
+    def _mapper(cfg, is_train):
+        if _is_meta(cfg, "BESTIE"):
+            from ..data.mappers import BestieDatasetMapper
+
+            return BestieDatasetMapper(cfg, is_train=is_train)
+        if _is_meta(cfg, "PAMClassifier"):
+            from ..data.pam_mapper import PAMDatasetMapper
+
+            return PAMDatasetMapper(cfg, is_train=is_train)
+        return None  # detectron2's DatasetMapper
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators)
+        return results if isinstance(results, (dict, OrderedDict)) else OrderedDict()

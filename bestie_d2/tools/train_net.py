@@ -1,0 +1,78 @@
+"""Detectron2-style launcher for every bestie_d2 stage (PAM classifier, BESTIE, Mask R-CNN).
+
+    python train_net.py --config-file configs/toy/bestie_image_label.yaml
+    python train_net.py --config-file configs/VOC/bestie_HRNet48_image_label.yaml --num-gpus 4
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file ... --resume          # continue from OUTPUT_DIR/last_checkpoint
+
+Standard detectron2 flags: --config-file, --eval-only, --resume, --num-gpus, --num-machines,
+--machine-rank, --dist-url, trailing KEY VALUE opts. Without CUDA, --num-gpus N starts N CPU
+processes with the gloo backend.
+"""
+import logging
+import os
+
+import bestie_d2  # noqa: F401  (prepares detectron2, registers everything)
+from bestie_d2 import add_bestie_config
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+from ..engine.checkpoint import SafeCheckpointer
+from ..engine.launch import launch
+from ..engine.trainer import Trainer
+
+__all__ = ["setup", "main", "invoke_main"]
+
+logger = logging.getLogger("bestie_d2")
+
+
+def setup(args):
+    """get_cfg → add_bestie_config → file → opts → freeze → default_setup."""
+    cfg = get_cfg()
+    add_bestie_config(cfg)
+    if not os.path.isfile(args.config_file):
+        raise FileNotFoundError(f"--config-file {args.config_file!r} does not exist")
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            logging.getLogger(__name__).warning("CUDA is not available: using MODEL.DEVICE cpu")
+            cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()  # pragma: no cover

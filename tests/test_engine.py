@@ -1,0 +1,187 @@
+"""Trainer plumbing: finite-loss guard, poly schedule, safe/atomic checkpoints, exact resume."""
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bestie_d2  # noqa: F401
+from bestie_d2 import add_bestie_config
+from bestie_d2.engine.checkpoint import SafeCheckpointer, UnsafeCheckpointError, safe_pickle_load
+from bestie_d2.engine.hooks import SelfRefinementHook
+from bestie_d2.engine.solver import WarmupPolyParamScheduler, build_lr_scheduler
+from bestie_d2.engine.trainer import NonFiniteLossError, Trainer
+from detectron2.config import get_cfg
+from detectron2.modeling import META_ARCH_REGISTRY
+
+
+if "_EngineTestModel" not in META_ARCH_REGISTRY:
+
+    @META_ARCH_REGISTRY.register()
+    class _EngineTestModel(nn.Module):
+        """Linear regression; the loss becomes NaN when an input carries ``nan``."""
+
+        def __init__(self, cfg):
+            super().__init__()
+            self.lin = nn.Linear(4, 1)
+            self.refine_active = False
+            self.last_refine_stats = None
+
+        def forward(self, batch):
+            x = torch.stack([b["x"] for b in batch])
+            y = torch.stack([b["y"] for b in batch])
+            loss = ((self.lin(x).squeeze(1) - y) ** 2).mean()
+            if any(b.get("nan", False) for b in batch):
+                loss = loss * float("nan")
+            return {"loss": loss}
+
+
+class _Trainer(Trainer):
+    nan_at = None
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        g = torch.Generator().manual_seed(0)
+        nan_at = cls.nan_at
+
+        def gen():
+            i = 0
+            while True:
+                batch = [{"x": torch.randn(4, generator=g), "y": torch.randn((), generator=g),
+                          "nan": nan_at is not None and i >= nan_at} for _ in range(2)]
+                i += 1
+                yield batch
+
+        return gen()
+
+    def build_hooks(self):
+        # no evaluation for the toy regression
+        return [h for h in super().build_hooks() if type(h).__name__ != "EvalHook"]
+
+
+def _cfg(tmp_path, max_iter=6, period=2):
+    cfg = get_cfg()
+    add_bestie_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "_EngineTestModel"
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.SOLVER.OPTIMIZER = "ADAM"
+    cfg.SOLVER.BASE_LR = 0.01
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
+    cfg.SOLVER.WARMUP_ITERS = 2
+    cfg.SOLVER.MAX_ITER = max_iter
+    cfg.SOLVER.CHECKPOINT_PERIOD = period
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.DATASETS.TEST = ()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    return cfg
+
+
+def test_poly_schedule_matches_authors_formula():
+    s = WarmupPolyParamScheduler(max_iter=50000, warmup_iters=2000, warmup_factor=0.001, power=0.9)
+    for t in (0, 1, 1000, 1999, 2000, 25000, 49999):
+        w = 0.001 + 0.999 * t / 2000 if t < 2000 else 1.0
+        assert s(t / 50000) == pytest.approx(w * (1 - t / 50000) ** 0.9, rel=1e-12)
+
+
+def test_lr_scheduler_steps_optimizer():
+    cfg = get_cfg()
+    add_bestie_config(cfg)
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.WARMUP_FACTOR = 100, 10, 0.001
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=5e-5)
+    sched = build_lr_scheduler(cfg, opt)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(5e-5 * 0.001)
+    assert lrs[10] == pytest.approx(5e-5 * (1 - 0.1) ** 0.9)
+    assert lrs[-1] < lrs[50] < lrs[10]
+
+
+def test_nan_loss_stops_before_update_and_keeps_checkpoint(tmp_path):
+    _Trainer.nan_at = 4
+    try:
+        trainer = _Trainer(_cfg(tmp_path, max_iter=10, period=2))
+        trainer.resume_or_load(resume=False)
+        with pytest.raises(NonFiniteLossError, match="iteration 4"):
+            trainer.train()
+        w_after = trainer.model.lin.weight.detach().clone()
+        assert torch.isfinite(w_after).all()
+        last = open(os.path.join(tmp_path, "last_checkpoint")).read().strip()
+        assert last == "model_0000003.pth"
+        ckpt = torch.load(os.path.join(tmp_path, last), weights_only=True)
+        assert torch.isfinite(ckpt["model"]["lin.weight"]).all()
+        assert torch.equal(ckpt["model"]["lin.weight"], w_after)  # no update after the last good step
+        assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    finally:
+        _Trainer.nan_at = None
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    torch.manual_seed(0)
+    full = _Trainer(_cfg(tmp_path / "full", max_iter=6, period=3))
+    init = {k: v.clone() for k, v in full.model.state_dict().items()}
+    full.resume_or_load(resume=False)
+    full.train()
+
+    torch.manual_seed(0)
+    part_cfg = _cfg(tmp_path / "part", max_iter=6, period=3)
+    part = _Trainer(part_cfg)
+    part.model.load_state_dict(init)
+    part.resume_or_load(resume=False)
+    # stop after 3 iterations (iters 0..2) as if killed, keeping model_0002.pth
+    part.max_iter = 3
+    part.train()
+    assert (tmp_path / "part" / "model_0000002.pth").exists()
+
+    resumed = _Trainer(part_cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 3
+    # optimizer state restored (Adam moments), and the LR continues the schedule
+    assert len(resumed.optimizer.state) > 0
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(part.optimizer.param_groups[0]["lr"])
+    # the toy data stream restarts on resume; feed the same batches as the uninterrupted run did
+    def skip_loader(cfg, _n=3):
+        gen = _Trainer.build_train_loader(cfg)
+        for _ in range(_n):
+            next(gen)
+        return gen
+    resumed._trainer._data_loader_iter = skip_loader(part_cfg)
+    resumed.train()
+    for k, v in full.model.state_dict().items():
+        assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-7), k
+
+
+def test_safe_checkpointer_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bad_pth = tmp_path / "bad.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "evil": Evil()}, bad_pth)
+    m = nn.Linear(1, 1)
+    with pytest.raises(UnsafeCheckpointError):
+        SafeCheckpointer(m)._load_file(str(bad_pth))
+    bad_pkl = tmp_path / "bad.pkl"
+    with open(bad_pkl, "wb") as f:
+        pickle.dump({"model": Evil(), "__author__": "x"}, f)
+    with pytest.raises(UnsafeCheckpointError):
+        SafeCheckpointer(m)._load_file(str(bad_pkl))
+    # a detectron2-style .pkl of numpy arrays loads
+    buf = io.BytesIO()
+    pickle.dump({"model": {"weight": np.ones((1, 1), np.float32)}, "__author__": "test"}, buf)
+    buf.seek(0)
+    assert safe_pickle_load(buf)["model"]["weight"].shape == (1, 1)
+
+
+def test_refinement_hook_schedule():
+    hook = SelfRefinementHook(enabled=True, start_iter=5)
+    assert not hook.is_active(4) and hook.is_active(5)
+    assert not SelfRefinementHook(enabled=False, start_iter=0).is_active(100)

@@ -153,7 +153,10 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         for _ in range(_n):
             next(gen)
         return gen
-    resumed._trainer._data_loader_iter = skip_loader(part_cfg)
+    if hasattr(resumed._trainer, "_data_loader_iter_obj"):  # detectron2 main: lazy iterator
+        resumed._trainer._data_loader_iter_obj = skip_loader(part_cfg)
+    else:
+        resumed._trainer._data_loader_iter = skip_loader(part_cfg)
     resumed.train()
     for k, v in full.model.state_dict().items():
         assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-7), k

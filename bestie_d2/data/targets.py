@@ -1,0 +1,171 @@
+"""Pseudo instance labels from a WSSS map and instance cues ("semantic knowledge transfer").
+
+Implements METHOD.md §2 at crop resolution. For every class ``c`` present in the image label, the
+WSSS foreground ``sem == c + 1`` is split into 8-connected components. A component becomes a pseudo
+instance only if its area is at least ``min_area`` and it contains **exactly one** cue of class
+``c``; cues of other classes are ignored. Every pixel ``p`` of an accepted component gets
+``weight = 1`` and ``offset = centroid - p`` (channel 0 = dy, channel 1 = dx), where the centroid is
+the component's float centroid truncated to int.
+
+Center targets:
+
+* ``supervision == "image"``: one Gaussian at each accepted component's centroid, in channel ``c``;
+* ``supervision == "point"``: one Gaussian at every cue of every labelled class, whatever its
+  component (the offsets still point to the centroid, as in the authors' code, METHOD.md §11.7).
+
+Gaussians (``gaussian_patch``) are ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``,
+pasted with the centre on the integer point, clipped at the borders and max-merged; points outside
+the map are skipped. Everything else (background, rejected and small components) stays at
+``weight = 0`` with zero center/offset targets.
+"""
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+__all__ = ["gaussian_patch", "paste_gaussians", "make_pseudo_targets", "SUPERVISION_TYPES"]
+
+SUPERVISION_TYPES = ("image", "point")
+
+
+@lru_cache(maxsize=16)
+def _gaussian_patch_cached(sigma):
+    size = int(6 * sigma + 3)
+    c0 = 3 * sigma + 1
+    ax = np.arange(size, dtype=np.float64) - c0
+    g = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma)).astype(np.float32)
+    g.setflags(write=False)
+    return g
+
+
+def gaussian_patch(sigma):
+    """The ``(6σ+3)²`` float32 Gaussian, peak 1 at index ``(3σ+1, 3σ+1)`` (a read-only array)."""
+    sigma = float(sigma)
+    if not sigma > 0:
+        raise ValueError(f"Gaussian sigma must be > 0, got {sigma}")
+    return _gaussian_patch_cached(sigma)
+
+
+def paste_gaussians(center_map, points_yx, sigma):
+    """Max-merge a Gaussian centred on each integer ``(y, x)`` point into ``center_map`` in place.
+
+    Args:
+        center_map: ``(H, W)`` float array, modified in place.
+        points_yx: ``(K, 2)`` array-like of ``(y, x)`` pixel indices (floats are truncated).
+        sigma: Gaussian sigma in pixels.
+
+    Points outside the map are skipped; patches are clipped at the borders.
+    Returns ``center_map``.
+    """
+    pts = np.asarray(points_yx)
+    if pts.size == 0:
+        return center_map
+    pts = pts.reshape(-1, 2).astype(np.int64)
+    g = gaussian_patch(sigma)
+    size = g.shape[0]
+    c0 = 3 * float(sigma) + 1
+    H, W = center_map.shape
+    for y, x in pts:
+        if y < 0 or x < 0 or y >= H or x >= W:
+            continue
+        y0 = int(round(y - c0))
+        x0 = int(round(x - c0))
+        ya, yb = max(0, y0), min(H, y0 + size)
+        xa, xb = max(0, x0), min(W, x0 + size)
+        if ya >= yb or xa >= xb:
+            continue
+        dst = center_map[ya:yb, xa:xb]
+        np.maximum(dst, g[ya - y0 : yb - y0, xa - x0 : xb - x0], out=dst)
+    return center_map
+
+
+def make_pseudo_targets(
+    sem_seg,
+    points,
+    image_label,
+    *,
+    num_classes,
+    supervision,
+    sigma=6,
+    min_area=50,
+):
+    """Pseudo center / offset / weight targets of one (augmented) training sample.
+
+    Args:
+        sem_seg: ``(H, W)`` integer WSSS map (0 bg, ``c+1`` class c, 255 ignore).
+        points: ``(K, 3)`` integer cues ``[y, x, c]`` in ``sem_seg`` pixels, already
+            confidence-filtered. Points outside the map or with a class outside ``0..C-1`` are
+            ignored.
+        image_label: ``(C,)`` bool/float multi-hot image label; only its classes are used.
+        num_classes: C.
+        supervision: ``"image"`` (Gaussians at accepted centroids) or ``"point"`` (Gaussians at
+            the points).
+        sigma: Gaussian sigma (pixels).
+        min_area: components with fewer pixels are never pseudo instances.
+
+    Returns:
+        dict with ``center`` ``(C, H, W)`` float32, ``offset`` ``(2, H, W)`` float32
+        (dy, dx; ``centroid - p``), ``weight`` ``(H, W)`` float32 in {0, 1}.
+    """
+    if supervision not in SUPERVISION_TYPES:
+        raise ValueError(f"supervision must be one of {SUPERVISION_TYPES}, got {supervision!r}")
+    sem = np.asarray(sem_seg)
+    if sem.ndim != 2:
+        raise ValueError(f"sem_seg must be (H, W), got shape {sem.shape}")
+    H, W = sem.shape
+    C = int(num_classes)
+    label = np.asarray(image_label).reshape(-1)
+    if label.shape[0] != C:
+        raise ValueError(f"image_label has {label.shape[0]} entries, expected num_classes={C}")
+
+    center = np.zeros((C, H, W), dtype=np.float32)
+    offset = np.zeros((2, H, W), dtype=np.float32)
+    weight = np.zeros((H, W), dtype=np.float32)
+
+    pts = np.asarray(points).reshape(-1, 3).astype(np.int64)
+    keep = (
+        (pts[:, 0] >= 0) & (pts[:, 0] < H) & (pts[:, 1] >= 0) & (pts[:, 1] < W)
+        & (pts[:, 2] >= 0) & (pts[:, 2] < C)
+    )
+    pts = pts[keep]
+    gt_classes = np.flatnonzero(label > 0)
+
+    if supervision == "point":
+        for c in gt_classes:
+            pc = pts[pts[:, 2] == c]
+            if len(pc):
+                paste_gaussians(center[c], pc[:, :2], sigma)
+
+    for c in gt_classes:
+        mask = sem == c + 1
+        rows = np.flatnonzero(mask.any(axis=1))
+        if len(rows) == 0:
+            continue
+        cols = np.flatnonzero(mask.any(axis=0))
+        # connected components inside the class's bounding box only (same result, less work)
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        sub = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(sub, connectivity=8)
+        pc = pts[pts[:, 2] == c]
+        pc = pc[(pc[:, 0] >= y0) & (pc[:, 0] < y1) & (pc[:, 1] >= x0) & (pc[:, 1] < x1)]
+        # number of cues of class c inside each component (label 0 = outside the class mask)
+        counts = np.bincount(labels[pc[:, 0] - y0, pc[:, 1] - x0], minlength=n)
+        accept = (stats[:, cv2.CC_STAT_AREA] >= min_area) & (counts == 1)
+        accept[0] = False
+        if not accept.any():
+            continue
+        # int-truncated float centroids (non-negative, so truncation == floor), full-map coords
+        cx = cents[:, 0].astype(np.int64) + x0
+        cy = cents[:, 1].astype(np.int64) + y0
+        ys, xs = np.nonzero(accept[labels])
+        lab = labels[ys, xs]
+        ys += y0
+        xs += x0
+        weight[ys, xs] = 1.0
+        offset[0, ys, xs] = cy[lab] - ys
+        offset[1, ys, xs] = cx[lab] - xs
+        if supervision == "image":
+            k = np.flatnonzero(accept)
+            paste_gaussians(center[c], np.stack([cy[k], cx[k]], axis=1), sigma)
+
+    return {"center": center, "offset": offset, "weight": weight}

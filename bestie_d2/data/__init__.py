@@ -1,0 +1,33 @@
+"""bestie_d2 data: cue files, the toy data set, data-set registration.
+
+Light imports only; the mappers / targets live in their own modules
+(``bestie_d2.data.mappers``, ``bestie_d2.data.targets``).
+"""
+from .errors import (
+    AnnotationError,
+    BestieDataError,
+    ClassIdError,
+    DuplicateIdError,
+    ImageSizeMismatchError,
+    ListFileError,
+    MissingDataError,
+    PointsFileError,
+)
+from .points import filter_by_confidence, read_points, write_points
+from .toy import TOY_CLASSES, generate_toy_dataset
+
+__all__ = [
+    "AnnotationError",
+    "BestieDataError",
+    "ClassIdError",
+    "DuplicateIdError",
+    "ImageSizeMismatchError",
+    "ListFileError",
+    "MissingDataError",
+    "PointsFileError",
+    "TOY_CLASSES",
+    "filter_by_confidence",
+    "generate_toy_dataset",
+    "read_points",
+    "write_points",
+]

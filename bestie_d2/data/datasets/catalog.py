@@ -1,0 +1,53 @@
+"""Registration helpers shared by the data-set modules (double-registration guard)."""
+import hashlib
+import logging
+import os
+from typing import Callable, Dict
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+__all__ = ["register_dataset", "get_datasets_root"]
+
+logger = logging.getLogger(__name__)
+
+
+def get_datasets_root() -> str:
+    """``$BESTIE_DATASETS``, else ``$DETECTRON2_DATASETS``, else ``./datasets`` (absolute path)."""
+    root = os.environ.get("BESTIE_DATASETS") or os.environ.get("DETECTRON2_DATASETS") or "datasets"
+    return os.path.abspath(os.path.expanduser(root))
+
+
+def register_dataset(
+    name: str,
+    loader: Callable[[], list],
+    metadata: Dict,
+    key: str,
+    *,
+    overwrite: bool = False,
+    replace_foreign: bool = False,
+) -> bool:
+    """Register ``name`` in DatasetCatalog/MetadataCatalog; returns True when (re)registered.
+
+    ``key`` describes the registration's parameters (its hash is stored as metadata ``bestie_key``).
+    Registering the same name with the same key again does nothing. Another bestie_d2
+    registration under the name is an error unless ``overwrite``; a registration made by
+    someone else (e.g. detectron2's own ``voc_2012_val`` detection set) is replaced only with
+    ``replace_foreign`` or ``overwrite``.
+    """
+    key = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    if name in DatasetCatalog.list():
+        old_key = getattr(MetadataCatalog.get(name), "bestie_key", None)
+        if old_key == key and not overwrite:
+            return False
+        if not (overwrite or (old_key is None and replace_foreign)):
+            who = "bestie_d2 with other parameters" if old_key is not None else "another library"
+            raise ValueError(
+                f"Data set {name!r} is already registered (by {who}). Use another name, or pass "
+                "overwrite=True to replace it."
+            )
+        logger.debug("Replacing the registration of data set %r", name)
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(bestie_key=key, **metadata)
+    return True

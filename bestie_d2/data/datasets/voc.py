@@ -1,0 +1,386 @@
+"""Loader for data sets in the PASCAL VOC 2012 on-disk layout (VOC2012 itself, SBD train_aug, the toy set).
+
+Layout under ``root`` (``datasets/README.md``)::
+
+    JPEGImages/<id>.jpg
+    SegmentationClass/<id>.png     palette PNG: 0 bg, c+1 class c, 255 boundary / ignore
+    SegmentationObject/<id>.png    palette PNG: 0 bg, 1..N instance index, 255 boundary / ignore
+    ImageSets/Segmentation/<split>.txt   one id per line
+    cls_labels/<split>_cls.txt     optional image labels, "<id> c1 c2 ..." (c in 0..C-1)
+    Peak_points/<id>.txt, Center_points/<id>.txt, WSSS_maps/<id>.png   optional per-image inputs
+
+Instances follow chainercv's ``VOCInstanceSegmentationDataset``: an instance's mask is the set of
+pixels with its index in ``SegmentationObject`` (255 boundary pixels belong to no mask); its class
+is the majority ``SegmentationClass`` label inside the mask (0 and 255 not counted).
+"""
+import logging
+import os
+import re
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+from PIL import Image
+
+from ..errors import (
+    AnnotationError,
+    ClassIdError,
+    DuplicateIdError,
+    ImageSizeMismatchError,
+    ListFileError,
+    MissingDataError,
+)
+from .label_maps import read_label_map
+
+__all__ = [
+    "VOC_CLASSES",
+    "load_voc_instances",
+    "read_id_list",
+    "read_image_labels",
+    "voc_instances_from_maps",
+    "image_size",
+    "register_voc_layout",
+]
+
+logger = logging.getLogger(__name__)
+
+VOC_CLASSES: Tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _resolve(root: str, p: str) -> str:
+    p = os.fspath(p)
+    return p if os.path.isabs(p) else os.path.join(root, p)
+
+
+def _read_text_lines(path: str, what: str) -> List[Tuple[int, List[str]]]:
+    """Non-blank lines of a text file as (1-based line number, tokens); errors name the file."""
+    if not os.path.exists(path):
+        raise MissingDataError(f"{what} does not exist", path=path)
+    if os.path.isdir(path):
+        raise ListFileError(f"expected a {what}, found a directory", path=path)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ListFileError(f"{what} is not UTF-8/ASCII text ({e.reason})", path=path) from None
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        toks = line.split()
+        if toks:
+            out.append((lineno, toks))
+    if not out:
+        raise ListFileError(f"{what} is empty", path=path)
+    return out
+
+
+def _check_id(tok: str, path: str, lineno: int, seen: Dict[str, int]) -> None:
+    if not _ID_RE.match(tok):
+        raise ListFileError(f"invalid image id {tok!r} (letters, digits, '_', '.', '-' only)", path=path, line=lineno)
+    if tok in seen:
+        raise DuplicateIdError(f"duplicate image id {tok!r} (first on line {seen[tok]})", path=path, line=lineno)
+    seen[tok] = lineno
+
+
+def read_id_list(path) -> List[str]:
+    """Read an image-list file (one id per line, e.g. ``ImageSets/Segmentation/val.txt``).
+
+    Raises ``MissingDataError``, ``ListFileError`` (empty file, malformed line) or
+    ``DuplicateIdError``, naming the file and line.
+    """
+    path = os.fspath(path)
+    ids: List[str] = []
+    seen: Dict[str, int] = {}
+    for lineno, toks in _read_text_lines(path, "image list file"):
+        if len(toks) != 1:
+            raise ListFileError(
+                f"expected one image id per line, found {len(toks)} fields: {' '.join(toks)!r}",
+                path=path, line=lineno,
+            )
+        _check_id(toks[0], path, lineno, seen)
+        ids.append(toks[0])
+    return ids
+
+
+def read_image_labels(path, num_classes: int) -> Dict[str, List[int]]:
+    """Read an image-label file, lines ``<id> c1 c2 ...`` with class indices in ``0..C-1``.
+
+    Returns ``{id: sorted unique class list}`` (in file order). A line with only an id means no
+    object class. Errors (``ListFileError``, ``ClassIdError``, ``DuplicateIdError``) name the file
+    and line.
+    """
+    path = os.fspath(path)
+    labels: Dict[str, List[int]] = {}
+    seen: Dict[str, int] = {}
+    for lineno, toks in _read_text_lines(path, "image-label file"):
+        _check_id(toks[0], path, lineno, seen)
+        cls = []
+        for t in toks[1:]:
+            try:
+                c = int(t)
+            except ValueError:
+                raise ListFileError(f"class {t!r} is not an integer", path=path, line=lineno) from None
+            if not 0 <= c < num_classes:
+                raise ClassIdError(f"class {c} out of range 0..{num_classes - 1}", path=path, line=lineno)
+            cls.append(c)
+        labels[toks[0]] = sorted(set(cls))
+    return labels
+
+
+def image_size(path) -> Tuple[int, int]:
+    """``(height, width)`` of an image file, read from its header only."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingDataError("image does not exist", path=path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:
+        raise AnnotationError(f"cannot read image ({type(e).__name__}: {e})", path=path) from None
+    return int(h), int(w)
+
+
+def voc_instances_from_maps(
+    obj: np.ndarray, cls: np.ndarray, num_classes: int, obj_path: str = "", cls_path: str = ""
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Instances from a VOC object map and class map.
+
+    Returns ``(masks (N,H,W) bool, classes (N,) int64 in 0..C-1)``, ordered by object index.
+    Values 0 and 255 of ``obj`` are background / ignore. Raises ``ClassIdError`` for class-map
+    values outside ``0..C`` and 255, ``AnnotationError`` for an instance without class pixels.
+    """
+    if obj.shape != cls.shape:
+        raise ImageSizeMismatchError(
+            f"SegmentationObject size {obj.shape[1]}x{obj.shape[0]} (WxH) differs from "
+            f"SegmentationClass size {cls.shape[1]}x{cls.shape[0]} ({cls_path})",
+            path=obj_path,
+        )
+    cls = cls.astype(np.int64)
+    bad = (cls > num_classes) & (cls != 255)
+    if bad.any():
+        v = int(cls[bad][0])
+        raise ClassIdError(
+            f"class-map value {v} out of range (0 bg, 1..{num_classes} classes, 255 ignore)", path=cls_path
+        )
+    obj = obj.astype(np.int64)
+    fg = (obj != 0) & (obj != 255)
+    ids, inv = np.unique(obj[fg], return_inverse=True)
+    if ids.size == 0:
+        return np.zeros((0,) + obj.shape, dtype=bool), np.zeros((0,), dtype=np.int64)
+    c = cls[fg]
+    valid = (c != 0) & (c != 255)
+    key = inv.reshape(-1)[valid] * 256 + c[valid]
+    ukey, counts = np.unique(key, return_counts=True)
+    kid, kcls = ukey // 256, ukey % 256
+    order = np.lexsort((kcls, -counts, kid))  # per instance: most pixels first, ties -> smaller id
+    kid, kcls = kid[order], kcls[order]
+    first = np.ones(kid.shape, dtype=bool)
+    first[1:] = kid[1:] != kid[:-1]
+    classes = np.full(ids.shape, -1, dtype=np.int64)
+    classes[kid[first]] = kcls[first] - 1
+    missing = np.nonzero(classes < 0)[0]
+    if missing.size:
+        raise AnnotationError(
+            f"instance {int(ids[missing[0]])} has no object-class pixels in {cls_path} "
+            "(all background/ignore there)",
+            path=obj_path,
+        )
+    masks = obj[None, :, :] == ids[:, None, None]
+    return masks, classes
+
+
+def _annotations_from_masks(masks: np.ndarray, classes: np.ndarray) -> List[dict]:
+    from detectron2.structures import BoxMode
+
+    if masks.shape[0] == 0:
+        return []
+    rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    boxes = mask_util.toBbox(rles)
+    anns = []
+    for rle, box, c in zip(rles, boxes, classes):
+        rle["counts"] = rle["counts"].decode("ascii")
+        anns.append(
+            {
+                "bbox": [float(v) for v in box],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": int(c),
+                "segmentation": rle,
+                "iscrowd": 0,
+            }
+        )
+    return anns
+
+
+def load_voc_instances(
+    root,
+    split_file,
+    labels_file=None,
+    class_names: Sequence[str] = VOC_CLASSES,
+    with_gt: bool = True,
+    *,
+    require_gt: bool = False,
+    image_dir: str = "JPEGImages",
+    object_dir: str = "SegmentationObject",
+    class_dir: str = "SegmentationClass",
+    peak_points_dir: str = "Peak_points",
+    center_points_dir: str = "Center_points",
+    wsss_dir: str = "WSSS_maps",
+    image_ext: str = ".jpg",
+) -> List[dict]:
+    """Load the records of a VOC-layout data set (the record contract of ``docs/DEVELOPING.md``).
+
+    Args:
+        root: the folder holding ``JPEGImages`` etc. (e.g. ``datasets/VOC2012``).
+        split_file: image-list file, relative to ``root`` or absolute.
+        labels_file: optional ``<id> c1 c2 ...`` file (relative to ``root`` or absolute); every
+            listed id must appear in it. Without it, image labels come from the ground truth.
+        class_names: the thing classes (C = its length).
+        with_gt: read ``SegmentationObject``/``SegmentationClass`` where both exist and add
+            ``annotations``; images without them (SBD-only train_aug images) get no
+            ``annotations`` key.
+        require_gt: a missing ground-truth PNG is an error (evaluation splits).
+        *_dir: sub-folders (relative to ``root`` or absolute).
+
+    Returns:
+        list of records: ``file_name``, ``image_id`` (str), ``height``, ``width``,
+        ``image_label`` (sorted unique class ids), ``peak_points_file``, ``center_points_file``,
+        ``wsss_file`` (paths; these files may not exist) and, with GT, ``annotations``
+        (XYWH_ABS ``bbox``, ``category_id`` 0..C-1, compressed-RLE ``segmentation`` with str
+        counts, ``iscrowd`` 0).
+
+    Raises ``BestieDataError`` subclasses naming the file (and line): missing root / folder /
+    list / image, empty or malformed list or label file, duplicate ids, class ids out of range,
+    unreadable or size-mismatched label maps.
+    """
+    root = os.path.abspath(os.fspath(root))
+    C = len(class_names)
+    if not os.path.isdir(root):
+        raise MissingDataError("data set root folder does not exist (see datasets/README.md)", path=root)
+    split_path = _resolve(root, split_file)
+    ids = read_id_list(split_path)
+    labels = None
+    if labels_file is not None:
+        labels_path = _resolve(root, labels_file)
+        labels = read_image_labels(labels_path, C)
+        missing = [i for i in ids if i not in labels]
+        if missing:
+            raise ListFileError(
+                f"{len(missing)} image id(s) of {split_path} have no line here, e.g. {missing[0]!r}",
+                path=labels_path,
+            )
+    elif not with_gt:
+        raise ValueError("load_voc_instances: give a labels_file, or with_gt=True to take labels from GT")
+
+    img_dir = _resolve(root, image_dir)
+    if not os.path.isdir(img_dir):
+        raise MissingDataError("image folder does not exist", path=img_dir)
+    obj_dir, cls_dir = _resolve(root, object_dir), _resolve(root, class_dir)
+    if require_gt:
+        for d in (obj_dir, cls_dir):
+            if not os.path.isdir(d):
+                raise MissingDataError("ground-truth folder does not exist", path=d)
+    pk_dir, ct_dir, ws_dir = (_resolve(root, d) for d in (peak_points_dir, center_points_dir, wsss_dir))
+    gt_dirs_exist = os.path.isdir(obj_dir) and os.path.isdir(cls_dir)
+
+    records = []
+    n_gt = 0
+    n_label_mismatch = 0
+    for image_id in ids:
+        file_name = os.path.join(img_dir, image_id + image_ext)
+        H, W = image_size(file_name)
+        rec = {
+            "file_name": file_name,
+            "image_id": image_id,
+            "height": H,
+            "width": W,
+            "peak_points_file": os.path.join(pk_dir, image_id + ".txt"),
+            "center_points_file": os.path.join(ct_dir, image_id + ".txt"),
+            "wsss_file": os.path.join(ws_dir, image_id + ".png"),
+        }
+        gt_classes = None
+        if with_gt and (gt_dirs_exist or require_gt):
+            obj_path = os.path.join(obj_dir, image_id + ".png")
+            cls_path = os.path.join(cls_dir, image_id + ".png")
+            has_obj, has_cls = os.path.exists(obj_path), os.path.exists(cls_path)
+            if has_obj != has_cls or (require_gt and not has_obj):
+                missing_path = cls_path if has_obj else obj_path
+                raise MissingDataError("ground-truth label map does not exist", path=missing_path)
+            if has_obj:
+                obj = read_label_map(obj_path)
+                cls = read_label_map(cls_path)
+                if obj.shape != (H, W):
+                    raise ImageSizeMismatchError(
+                        f"size {obj.shape[1]}x{obj.shape[0]} (WxH) differs from the image "
+                        f"{file_name} ({W}x{H})", path=obj_path,
+                    )
+                masks, classes = voc_instances_from_maps(obj, cls, C, obj_path, cls_path)
+                rec["annotations"] = _annotations_from_masks(masks, classes)
+                gt_classes = sorted(set(int(c) for c in classes))
+                n_gt += 1
+        if labels is not None:
+            rec["image_label"] = list(labels[image_id])
+            if gt_classes is not None and not set(gt_classes) <= set(rec["image_label"]):
+                n_label_mismatch += 1
+        elif gt_classes is not None:
+            rec["image_label"] = gt_classes
+        else:
+            raise MissingDataError(
+                f"no image labels for {image_id!r}: no labels file was given and its ground truth "
+                f"is missing", path=os.path.join(obj_dir, image_id + ".png"),
+            )
+        records.append(rec)
+    if n_label_mismatch:
+        logger.warning(
+            "%d image(s) of %s have ground-truth instances of classes missing from their image labels",
+            n_label_mismatch, split_path,
+        )
+    logger.info("Loaded %d images (%d with instance ground truth) from %s", len(records), n_gt, split_path)
+    return records
+
+
+def register_voc_layout(
+    name: str,
+    root,
+    split_file,
+    labels_file=None,
+    class_names: Sequence[str] = VOC_CLASSES,
+    evaluator_type: str = "voc_instance",
+    *,
+    json_file=None,
+    overwrite: bool = False,
+    replace_foreign: bool = False,
+    **loader_kwargs,
+) -> bool:
+    """Register a VOC-layout data set (lazy: nothing is read until ``DatasetCatalog.get(name)``).
+
+    Records come from :func:`load_voc_instances` (``loader_kwargs`` are passed on, e.g.
+    ``with_gt``, ``require_gt``, ``wsss_dir``). Metadata: ``thing_classes``, ``evaluator_type``,
+    ``dataset_root``, ``thing_dataset_id_to_contiguous_id`` = ``{c+1: c}`` (the label-map
+    values), ``split_file``, and ``json_file`` when given. Registering the same name with the same
+    parameters again is a no-op (see :func:`~.catalog.register_dataset`).
+    """
+    from .catalog import register_dataset
+
+    root = os.path.abspath(os.fspath(root))
+    class_names = list(class_names)
+    meta = {
+        "thing_classes": class_names,
+        "evaluator_type": evaluator_type,
+        "dataset_root": root,
+        "thing_dataset_id_to_contiguous_id": {c + 1: c for c in range(len(class_names))},
+        "split_file": _resolve(root, split_file),
+    }
+    if json_file is not None:
+        meta["json_file"] = os.path.abspath(os.fspath(json_file))
+    key = repr(("voc_layout", root, os.fspath(split_file), None if labels_file is None else os.fspath(labels_file),
+                tuple(class_names), evaluator_type, sorted(loader_kwargs.items())))
+
+    def _load():
+        return load_voc_instances(root, split_file, labels_file, class_names, **loader_kwargs)
+
+    return register_dataset(name, _load, meta, key, overwrite=overwrite, replace_foreign=replace_foreign)

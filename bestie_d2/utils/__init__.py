@@ -1,0 +1,1 @@
+"""Small shared utilities (drawing helpers for the visualisation tools: :mod:`.vis`)."""

@@ -38,6 +38,14 @@ def add_bestie_config(cfg):
     # (skipped images are counted and logged once when the data set is built).
     _C.BESTIE.DATA.MISSING_INPUT = "error"
 
+    # Pseudo-label COCO json for the Mask R-CNN refinement stage (METHOD.md §9), registered by
+    # bestie_d2.data.pseudo_coco.register_pseudo_coco_from_config (train_net.setup calls it).
+    _C.BESTIE.PSEUDO_COCO = CN()
+    _C.BESTIE.PSEUDO_COCO.NAME = ""  # data set name to register the json as ("" = register nothing)
+    _C.BESTIE.PSEUDO_COCO.JSON = ""  # path of the json written by bestie_d2.tools.export_pseudo_coco
+    _C.BESTIE.PSEUDO_COCO.IMAGE_ROOT = ""  # folder of the json's file_name ("" = the source data set's images)
+    _C.BESTIE.PSEUDO_COCO.SOURCE_DATASET = ""  # data set the labels were predicted on (classes/ids copied from it)
+
     # ------------------------------------------------------------------------------------------
     # BESTIE training augmentation (METHOD.md §1.2)
     # ------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
+from ..data.pseudo_coco import register_pseudo_coco_from_config
 from ..engine.checkpoint import SafeCheckpointer
 from ..engine.launch import launch
 from ..engine.trainer import Trainer
@@ -43,6 +44,7 @@ def setup(args):
             logging.getLogger(__name__).warning("CUDA is not available: using MODEL.DEVICE cpu")
             cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    register_pseudo_coco_from_config(cfg)  # BESTIE.PSEUDO_COCO (Mask R-CNN refinement stage)
     default_setup(cfg, args)
     return cfg
 

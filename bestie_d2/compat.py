@@ -52,6 +52,11 @@ class _CompiledOpsPlaceholder(types.ModuleType):
         super().__init__("detectron2._C")
         self.__file__ = "<bestie_d2 placeholder for detectron2._C>"
         self.__bestie_placeholder__ = True
+        # Diagnostics that detectron2's collect_env (run by default_setup) asks for: harmless
+        # version helpers, answered truthfully instead of raising.
+        self.get_compiler_version = lambda: "none (detectron2 installed without compiled ops)"
+        self.get_cuda_version = lambda: "none"
+        self.has_cuda = lambda: False
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):

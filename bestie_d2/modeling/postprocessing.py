@@ -354,7 +354,7 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
         in_comp = _take(lab_flat, cflat) == cc
         ch = _take(heat, _heat_index(cb, cc, cflat, C))
         ok = torch.where(in_comp, ch, torch.zeros_like(ch)) > cluster.min_heatmap
-        n_pk = torch.bincount(pk_comp, minlength=M + 1)
+        n_pk = torch.zeros(M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, torch.ones_like(pk_comp))
         same = cc[:, None] == pk_comp[None, :]  # (Q, P)
         d2 = (cy[:, None] - pk_y[None, :]) ** 2 + (cx[:, None] - pk_x[None, :]) ** 2
         far = (far_from_all(d2, cluster.merge_distance) | ~same).all(1)
@@ -372,17 +372,17 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
     key = torch.where(valid, key, torch.full_like(key, _BIG))
     order = torch.argsort(key)
     comp_all, y_all, x_all, valid = comp_all[order], y_all[order], x_all[order], valid[order]
-    n_centers = torch.bincount(comp_all[valid], minlength=M + 1)  # (M+1,)
+    n_centers = torch.zeros(M + 1, dtype=torch.long, device=dev).index_add_(0, comp_all, valid.long())
 
     # the grouping's host sync: how many centers each component has
     n_host = n_centers.cpu().numpy()
-    n_slots = np.maximum(n_host, 1)
-    n_slots[0] = 0
     kmax = max(int(n_host.max()), 1)
-    T = int(n_slots.sum())
+    T = int(np.maximum(n_host[1:], 1).sum())
     n_valid = int(n_host.sum())
-    starts = torch.from_numpy(np.stack([np.cumsum(n_slots) - n_slots, np.cumsum(n_host) - n_host, n_slots]))
-    base, start, n_slots_d = starts.to(dev).unbind(0)
+    # a component has max(#centers, 1) instance slots (one when it has no center); row 0 none
+    n_slots_d = torch.cat([n_centers[:1] * 0, n_centers[1:].clamp(min=1)])  # (no item assignment: a sync)
+    base = torch.cumsum(n_slots_d, 0) - n_slots_d
+    start = torch.cumsum(n_centers, 0) - n_centers
 
     # padded center table (M+1, kmax, 2); padding = +inf (never the argmin unless no center)
     vc = comp_all[:n_valid]
@@ -410,7 +410,7 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
             j[s:s + chunk] = d.argmin(1)
     slot = _take(base, comp_p) + j
 
-    count = torch.bincount(slot, minlength=T)
+    count = torch.zeros(T, dtype=torch.long, device=dev).index_add_(0, slot, torch.ones_like(slot))
     hmax = torch.full((T,), float("-inf"), dtype=hv.dtype, device=dev)
     hmax.scatter_reduce_(0, slot, hv, reduce="amax")
     eq = hv == _take(hmax, slot)
@@ -504,4 +504,5 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
         inst = torch.zeros(H * W, dtype=torch.int32, device=dev)
         inst[cb.pix] = _take(newidx, slot).to(torch.int32)
         masks = inst.view(1, H, W) == torch.arange(1, N + 1, dtype=torch.int32, device=dev).view(N, 1, 1)
-        return masks, classes[keep], scores[keep]
+        kept = torch.argsort((~keep).to(torch.uint8), stable=True)[:N]  # kept slots, in order, sync-free
+        return masks, classes.index_select(0, kept), scores.index_select(0, kept)

@@ -81,15 +81,14 @@ def _gt_foreground(wsss, image_label, C):
 
 
 def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
-    vals = torch.stack([
-        n_inst.double() / max(B, 1),
-        conf_sum.double() / n_inst.clamp(min=1).double(),
-        n_skipped.double() / n_comp.clamp(min=1).double(),
-    ]).cpu().tolist()  # one host sync for the statistics
+    """The statistics dict; tensor arguments are on ``device`` (one host transfer for all)."""
+    vals = [v if torch.is_tensor(v) else torch.full((), float(v), device=device)
+            for v in (n_inst, conf_sum, n_skipped, n_comp)]
+    n_inst, conf_sum, n_skipped, n_comp = torch.stack([v.double() for v in vals]).cpu().tolist()  # host sync
     return {
-        "refined_instances_per_image": float(vals[0]),
-        "mean_confidence": float(vals[1]),
-        "skipped_component_fraction": float(vals[2]),
+        "refined_instances_per_image": n_inst / max(B, 1),
+        "mean_confidence": conf_sum / max(n_inst, 1.0),
+        "skipped_component_fraction": n_skipped / max(n_comp, 1.0),
         "refine_time_s": time.perf_counter() - t0,
     }
 
@@ -141,8 +140,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         t_weight = torch.zeros((B, H, W), dtype=torch.float32, device=dev)
         targets = {"center": t_center, "offset": t_offset, "weight": t_weight}
         if cb.M == 0:
-            z = torch.zeros((), device=dev)
-            return targets, _stats(z, z, z, z, B, t0, dev)
+            return targets, _stats(0, 0, 0, 0, B, t0, dev)
 
         g = group_components(cb, center.float(), offset.float(), threshold=params.center_threshold,
                              nms_kernel=params.nms_kernel, cluster=cluster)
@@ -152,7 +150,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         n_inst_comp = torch.zeros(M + 1, dtype=torch.long, device=dev)
         n_inst_comp.index_add_(0, slot_comp, nonempty.long())
         skip_comp = (g["n_centers"] == 0) | (n_inst_comp > params.max_instances)
-        skip_comp[0] = True
+        skip_comp = torch.cat([torch.ones(1, dtype=torch.bool, device=dev), skip_comp[1:]])  # row 0: none
         keep = nonempty & ~_take(skip_comp, slot_comp)
 
         pix, comp_p = cb.pix, cb.comp_p
@@ -191,8 +189,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         t_offset.view(-1).index_copy_(0, obase + HW, torch.where(kp, _take(px, slot).float() - x_p, zero))
 
         n_inst = keep.sum()
-        stats = _stats(n_inst, (conf * keep).sum(), skip_comp[1:].sum(), torch.tensor(M, device=dev), B, t0,
-                       dev)
+        stats = _stats(n_inst, (conf * keep).sum(), skip_comp[1:].sum(), M, B, t0, dev)
         return targets, stats
 
 
@@ -229,9 +226,9 @@ def refine_point(offset, points, image_label, wsss):
 
         pts = []
         for b, p in enumerate(points):
-            p = torch.as_tensor(p).reshape(-1, 3).long()
-            pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long), p.cpu()], 1))
-        pts = torch.cat(pts, 0).to(dev)  # (K, 4) [b, y, x, c], one host -> device copy
+            p = torch.as_tensor(p).reshape(-1, 3).to(dev).long()  # no-op when already there
+            pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long, device=dev), p], 1))
+        pts = torch.cat(pts, 0)  # (K, 4) [b, y, x, c]
         pb, py, px, pc = pts.unbind(1)
         ok = (py >= 0) & (py < H) & (px >= 0) & (px < W) & (pc >= 0) & (pc < C)
         ok = ok & (image_label[pb, pc.clamp(0, C - 1)] > 0)
@@ -240,7 +237,7 @@ def refine_point(offset, points, image_label, wsss):
         key = torch.where(ok, grp * (K + 1) + torch.arange(K, device=dev), torch.full_like(grp, 1 << 62))
         order = torch.argsort(key)  # valid points first, by group, then in the given order
         grp, py, px, ok = grp[order], py[order], px[order], ok[order]
-        n_grp = torch.bincount(grp[ok], minlength=B * C)
+        n_grp = torch.zeros(B * C, dtype=torch.long, device=dev).index_add_(0, grp, ok.long())
         fg_flat = fg.reshape(B, HW)
         present = torch.zeros((B, C + 1), dtype=torch.bool, device=dev)
         present.scatter_(1, fg_flat, torch.ones_like(fg_flat, dtype=torch.bool))
@@ -249,47 +246,47 @@ def refine_point(offset, points, image_label, wsss):
         # pixels to label: foreground of a class that has points
         g_map = torch.where(fg_flat > 0, torch.arange(B, device=dev)[:, None] * C + fg_flat - 1,
                             torch.zeros_like(fg_flat))
-        lab_ok = (fg_flat > 0) & (n_grp[g_map] > 0)
-        kmax = int(n_grp.max()) if K else 0  # host sync
+        lab_ok = (fg_flat > 0) & (_take(n_grp, g_map) > 0)
+        counts = torch.stack([n_grp.max(), n_grp.sum()]).cpu()  # host sync (B * C > 0)
+        kmax, n_valid = int(counts[0]), int(counts[1])
         pix = lab_ok.reshape(-1).nonzero().squeeze(1)  # host sync
         t_offset = torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev)
         t_weight = torch.zeros((B, H, W), dtype=torch.float32, device=dev)
         targets = {"offset": t_offset, "weight": t_weight}
         n_unlab = (has_fg & (n_grp == 0)).sum()
         if pix.numel() == 0 or kmax == 0:
-            z = torch.zeros((), device=dev)
-            return targets, _stats(z, z, n_unlab, has_fg.sum(), B, t0, dev)
+            return targets, _stats(0, 0, n_unlab, has_fg.sum(), B, t0, dev)
 
-        n_valid = int(n_grp.sum())  # the valid points are the first n_valid after sorting
+        # the valid points are the first n_valid after sorting
         start = torch.cumsum(n_grp, 0) - n_grp
         vg = grp[:n_valid]
         rank = torch.arange(n_valid, device=dev) - start[vg]
-        table = torch.full((B * C, kmax, 2), float("inf"), dtype=torch.float32, device=dev)
-        table[vg, rank, 0] = py[:n_valid].float()
-        table[vg, rank, 1] = px[:n_valid].float()
+        tab_y = torch.full((B * C, kmax), float("inf"), dtype=torch.float32, device=dev)
+        tab_x = torch.full((B * C, kmax), float("inf"), dtype=torch.float32, device=dev)
+        tab_y[vg, rank] = py[:n_valid].float()
+        tab_x[vg, rank] = px[:n_valid].float()
 
-        g_p = g_map.reshape(-1)[pix]
-        b_p = pix // HW
+        g_p = _take(g_map, pix)
         rem = pix % HW
         y_p = (rem // W).float()
         x_p = (rem % W).float()
         off_flat = offset.reshape(-1)
-        obase = b_p * (2 * HW) + rem
-        vy = y_p + off_flat[obase]
-        vx = x_p + off_flat[obase + HW]
+        obase = (pix - rem) * 2 + rem  # b * 2HW + rem
+        vy = y_p + _take(off_flat, obase)
+        vx = x_p + _take(off_flat, obase + HW)
         j = torch.zeros_like(pix)
         chunk = max(1, (1 << 22) // kmax)
         for s in range(0, pix.shape[0], chunk):
-            tp = table[g_p[s:s + chunk]]
-            d = _sq_dist(tp[:, :, 0], tp[:, :, 1], vy[s:s + chunk, None], vx[s:s + chunk, None])
+            gs = g_p[s:s + chunk]
+            d = _sq_dist(tab_y.index_select(0, gs), tab_x.index_select(0, gs), vy[s:s + chunk, None],
+                         vx[s:s + chunk, None])
             j[s:s + chunk] = d.argmin(1)
-        ty = table[g_p, j, 0]
-        tx = table[g_p, j, 1]
-        t_weight.view(-1)[pix] = 1.0
-        t_offset.view(-1)[obase] = ty - y_p
-        t_offset.view(-1)[obase + HW] = tx - x_p
+        sel = g_p * kmax + j
+        t_weight.view(-1).index_fill_(0, pix, 1.0)
+        t_offset.view(-1).index_copy_(0, obase, _take(tab_y, sel) - y_p)
+        t_offset.view(-1).index_copy_(0, obase + HW, _take(tab_x, sel) - x_p)
 
         used = torch.zeros(B * C * kmax, dtype=torch.bool, device=dev)
-        used[g_p * kmax + j] = True
+        used.index_fill_(0, sel, True)
         n_inst = used.sum()
         return targets, _stats(n_inst, n_inst.double(), n_unlab, has_fg.sum(), B, t0, dev)

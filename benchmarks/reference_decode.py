@@ -11,8 +11,6 @@ pixel of the image is grouped before the result is masked to the component. It i
 Also holds ``make_synthetic_outputs``, the synthetic network outputs used by the decode benchmark
 and tests.
 """
-import math
-
 import cv2
 import numpy as np
 import torch

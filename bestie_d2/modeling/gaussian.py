@@ -68,7 +68,8 @@ def paste_gaussians_(maps, channels, points_yx, sigma):
     yy = y0[:, None] + ar[None, :]  # (K, S)
     xx = x0[:, None] + ar[None, :]
     valid = ok[:, None, None] & ((yy >= 0) & (yy < H))[:, :, None] & ((xx >= 0) & (xx < W))[:, None, :]
-    flat = (channels.clamp(0, N - 1)[:, None, None] * H + yy.clamp(0, H - 1)[:, :, None]) * W + xx.clamp(0, W - 1)[:, None, :]
+    rows = channels.clamp(0, N - 1)[:, None, None] * H + yy.clamp(0, H - 1)[:, :, None]
+    flat = rows * W + xx.clamp(0, W - 1)[:, None, :]
     vals = g.unsqueeze(0).expand(pts.shape[0], S, S)
     # invalid entries write -inf into an arbitrary (clamped) position: a no-op for amax
     vals = torch.where(valid, vals, torch.full_like(vals, float("-inf")))

@@ -26,16 +26,16 @@ How the decoding is made fast without changing its result (the authors' code run
   ``(P, K_max)`` distance/argmin over the pixels of all components at once, with each pixel
   compared to its own component's (padded) center list.
 * Instance statistics (area, max heatmap, mean semantic prob, argmax position) are scatter
-  reductions over the pixel list. No Python loop runs per pixel, and no host sync per component.
+  reductions over the pixel list. No Python loop runs per pixel or per component, and the number
+  of host syncs is fixed: 5 per image (argmax + magnitude maps to the host, packed labels back,
+  peak count, per-component center counts, instance count), checked with CUDA sync debug mode.
+  The same code runs on CPU and GPU with identical results (checked on an H100).
 """
-import math
-
 import cv2
 import numpy as np
 import torch
 
 from ..refinement.clustering import (
-    ClusterParams,
     far_from_all,
     offset_magnitude_mask,
     region_candidates,

@@ -148,6 +148,7 @@ def add_bestie_config(cfg):
     _C.MODEL.VGG = CN()
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stride 8
     _C.MODEL.VGG.WIDTH_MULT = 1.0  # <1 for tiny CPU models (tests / toy)
+    _C.MODEL.VGG.NORM = ""  # "" = no norm (paper); "BN" after every conv (random-init toy model only)
 
     _C.MODEL.PAM = CN()
     _C.MODEL.PAM.NUM_CLASSES = 20

@@ -123,7 +123,10 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False)
+        ddp_kwargs = {"broadcast_buffers": False}
+        if cfg.MODEL.DEVICE == "cpu":
+            ddp_kwargs["device_ids"] = None  # CPU/gloo DDP takes no device ids
+        model = create_ddp_model(model, **ddp_kwargs)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer = AMPTrainer(model, data_loader, optimizer)
         elif cfg.SOLVER.CHECK_FINITE_LOSS:
@@ -182,5 +185,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test, then the main process's results are shared with every rank
+        (evaluators gather predictions to the main process and return {} elsewhere)."""
         results = super().test(cfg, model, evaluators)
-        return results if isinstance(results, (dict, OrderedDict)) else OrderedDict()
+        results = results if isinstance(results, (dict, OrderedDict)) else OrderedDict()
+        if comm.get_world_size() > 1:
+            results = comm.all_gather(results)[0]
+        return results

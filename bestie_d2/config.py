@@ -34,8 +34,8 @@ def add_bestie_config(cfg):
     _C.BESTIE.DATA.WSSS_DIR = ""
     # Keep a cue only if its confidence is strictly greater than this. Code: 0.7; supplement: 0.5.
     _C.BESTIE.DATA.CUE_THRESHOLD = 0.7
-    # What to do with a training image whose cue file / WSSS map is missing: "error" or "skip"
-    # (skipped images are counted and logged once when the data set is built).
+    # What to do with a training image whose image / cue file / WSSS map is missing: "error" (one
+    # clear error before training starts) or "skip" (dropped; the count is logged once).
     _C.BESTIE.DATA.MISSING_INPUT = "error"
 
     # Pseudo-label COCO json for the Mask R-CNN refinement stage (METHOD.md §9), registered by

@@ -160,6 +160,14 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         mapper = cls._mapper(cfg, is_train=True)
+        if _is_meta(cfg, "BESTIE"):
+            from detectron2.data import get_detection_dataset_dicts
+
+            from ..data.input_check import check_training_inputs
+
+            dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
+            dicts = check_training_inputs(dicts, mapper, cfg.BESTIE.DATA.MISSING_INPUT, cfg.DATASETS.TRAIN)
+            return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
         return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod

@@ -1,0 +1,304 @@
+"""Extract instance cues (PAM peaks) and, optionally, CAM semantic maps from a trained PAM classifier.
+
+METHOD.md §8.3. For every image of the data set(s), with its **ground-truth image labels**:
+flip-averaged, per-class max-normalised CAMs at the original resolution
+(:mod:`bestie_d2.modeling.cam`) -> 3x3 smoothing -> ``PAM_CUES.NMS_KERNEL`` max-pool NMS -> top
+``PAM_CUES.TOP_K`` peaks per class with ``conf >= PAM_CUES.CONF_THRESHOLD`` -> one
+``<output>/<image_id>.txt`` per image, lines ``x y c conf`` in original pixels
+(:func:`bestie_d2.data.points.write_points`, atomic).
+
+With ``--sem-output DIR`` the same pass also writes ``DIR/<image_id>.png``: uint8, 0 = background
+(every labelled class's CAM below ``PAM_CUES.BG_THRESHOLD``), ``c + 1`` = class c (argmax of the
+labelled classes' CAMs). ``python -m bestie_d2.tools.cam_to_semantic`` writes only those maps.
+
+Usage::
+
+    python -m bestie_d2.tools.extract_cues --config-file configs/VOC/pam_vgg16.yaml \\
+        --dataset voc_2012_train_aug --output datasets/VOC2012/Peak_points \\
+        [--sem-output datasets/VOC2012/WSSS_maps] [--num-gpus 4] [--force] \\
+        MODEL.WEIGHTS output/pam_vgg16/model_final.pth
+
+* resumable: images whose output file(s) exist are skipped, unless ``--force``;
+* several GPUs: ``--num-gpus N`` (Detectron2's ``launch``); the image list is sharded by rank;
+* a tqdm progress bar on the main process and a summary at the end (images, points written,
+  mean points per image).
+
+Then point BESTIE at the outputs with ``BESTIE.DATA.PEAK_POINTS_DIR`` (and ``BESTIE.DATA.WSSS_DIR``).
+
+Using a stronger WSSS method: the CAM semantic maps are only a baseline. To use another weakly
+supervised semantic segmentation method (e.g. the DeepLab-V2-on-DRS maps of the paper), write its
+predictions as single-channel PNGs ``<image_id>.png`` at the original image size with the same
+convention (0 = background, ``c + 1`` = class c with the data set's contiguous class ids, 255 =
+ignore; palette PNGs are fine, their indices are read) into a folder and set
+``BESTIE.DATA.WSSS_DIR`` to that folder. Nothing else changes.
+"""
+import argparse
+import logging
+import os
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+
+import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data sets)
+from bestie_d2.config import add_bestie_config
+from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.engine import default_argument_parser, launch
+from detectron2.modeling import build_model
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+__all__ = [
+    "build_parser",
+    "setup_cfg",
+    "build_cam_model",
+    "write_png_atomic",
+    "run_cam_inference",
+    "main",
+]
+
+logger = logging.getLogger("bestie_d2.tools.extract_cues")
+
+
+def build_parser(mode: str = "cues") -> argparse.ArgumentParser:
+    """Detectron2's default parser plus the data set / output arguments."""
+    parser = default_argument_parser()
+    parser.description = __doc__.split("\n")[0] if mode == "cues" else (
+        "Write CAM semantic maps (0 bg, c+1 class c) from a trained PAM classifier."
+    )
+    parser.add_argument("--dataset", nargs="+", required=True, help="registered data set name(s)")
+    if mode == "cues":
+        parser.add_argument("--output", required=True, help="folder for <image_id>.txt cue files")
+        parser.add_argument(
+            "--sem-output", default=None, help="also write CAM semantic maps <image_id>.png here"
+        )
+    else:
+        parser.add_argument("--output", required=True, help="folder for <image_id>.png maps")
+    parser.add_argument("--force", action="store_true", help="recompute existing outputs")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward (x2 with flip)")
+    parser.add_argument(
+        "--num-workers", type=int, default=None, help="image loading workers (default DATALOADER.NUM_WORKERS)"
+    )
+    return parser
+
+
+def setup_cfg(args):
+    cfg = get_cfg()
+    add_bestie_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+def build_cam_model(cfg):
+    """Build the classifier from ``cfg``, load ``MODEL.WEIGHTS`` (if any), eval mode."""
+    model = build_model(cfg)
+    if not hasattr(model, "cams"):
+        raise TypeError(
+            f"{type(model).__name__} has no cams(images) method; use a PAMClassifier config "
+            "(MODEL.META_ARCHITECTURE: PAMClassifier)"
+        )
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: extracting cues from a randomly initialised model")
+    model.eval()
+    return model
+
+
+def write_png_atomic(path: str, array: np.ndarray) -> None:
+    """Write a uint8 (H, W) PNG through a temporary file + ``os.replace``."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array, dtype=np.uint8))
+    if not ok:
+        raise IOError(f"could not encode {path}")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _image_labels(record) -> List[int]:
+    if "image_label" in record:
+        return sorted(set(int(c) for c in record["image_label"]))
+    if "annotations" in record:
+        return sorted(set(int(a["category_id"]) for a in record["annotations"]))
+    raise KeyError(f"record {record.get('image_id')} has no image_label")
+
+
+class _ImageReader(torch.utils.data.Dataset):
+    """Reads and resizes the images of a list of records (for a DataLoader)."""
+
+    def __init__(self, records, size: int, image_format: str):
+        self.records, self.size, self.image_format = records, size, image_format
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        img = utils.read_image(self.records[i]["file_name"], format=self.image_format)
+        return resize_for_cam(img, self.size), img.shape[:2], i
+
+
+def _collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
+
+
+def run_cam_inference(
+    cfg,
+    model,
+    records: List[Dict],
+    cues_dir: Optional[str] = None,
+    sem_dir: Optional[str] = None,
+    force: bool = False,
+    batch_size: int = 4,
+    num_workers: int = 0,
+) -> Dict[str, int]:
+    """Write cue files and/or semantic maps for ``records`` (this rank's share).
+
+    Returns counts for this rank: ``images`` (processed), ``skipped`` (outputs existed),
+    ``points`` (written), ``empty`` (images with no point).
+    """
+    if cues_dir is None and sem_dir is None:
+        raise ValueError("nothing to write: give a cues folder and/or a semantic-map folder")
+
+    def outputs(r):
+        out = []
+        if cues_dir is not None:
+            out.append(os.path.join(cues_dir, f"{r['image_id']}.txt"))
+        if sem_dir is not None:
+            out.append(os.path.join(sem_dir, f"{r['image_id']}.png"))
+        return out
+
+    todo = [r for r in records if force or not all(os.path.exists(p) for p in outputs(r))]
+    stats = {"images": 0, "skipped": len(records) - len(todo), "points": 0, "empty": 0}
+    if not todo:
+        return stats
+    for d in (cues_dir, sem_dir):
+        if d is not None:
+            os.makedirs(d, exist_ok=True)
+
+    from bestie_d2.data.points import write_points
+
+    pc = cfg.PAM_CUES
+    reader = _ImageReader(todo, cfg.INPUT.PAM.TEST_SIZE, cfg.INPUT.FORMAT)
+    loader = torch.utils.data.DataLoader(
+        reader, batch_size=max(1, batch_size), shuffle=False, num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), disable=not comm.is_main_process(), desc="CAM inference",
+               unit="img", dynamic_ncols=True)
+    for images, sizes, idx in loader:
+        labels = [_image_labels(todo[i]) for i in idx]
+        results = compute_cams(model, images, sizes, labels, flip=pc.FLIP)
+        for (classes, cam), i, size in zip(results, idx, sizes):
+            rec = todo[i]
+            if cues_dir is not None:
+                pts = find_peaks(cam, classes, pc.SMOOTH_KERNEL, pc.NMS_KERNEL, pc.TOP_K,
+                                 pc.CONF_THRESHOLD)
+                write_points(os.path.join(cues_dir, f"{rec['image_id']}.txt"), pts)
+                stats["points"] += len(pts)
+                stats["empty"] += int(len(pts) == 0)
+            if sem_dir is not None:
+                sem = cams_to_semantic(cam, classes, pc.BG_THRESHOLD, size)
+                write_png_atomic(os.path.join(sem_dir, f"{rec['image_id']}.png"), sem)
+            stats["images"] += 1
+        bar.update(len(idx))
+    bar.close()
+    return stats
+
+
+def _gather_stats(stats: Dict[str, int]) -> Dict[str, int]:
+    total = {k: 0 for k in stats}
+    for s in comm.all_gather(stats):
+        for k, v in s.items():
+            total[k] += v
+    return total
+
+
+def main(args, mode: str = "cues"):
+    """Entry point (one process per GPU under ``launch``). Returns the summary dict."""
+    cfg = setup_cfg(args)
+    rank, world = comm.get_rank(), comm.get_world_size()
+    setup_logger(name="bestie_d2", distributed_rank=rank)
+    setup_logger(name="fvcore", distributed_rank=rank)
+    setup_logger(distributed_rank=rank)  # detectron2
+    if mode == "cues":
+        cues_dir, sem_dir = args.output, args.sem_output
+    else:
+        cues_dir, sem_dir = None, args.output
+
+    records = []
+    for name in args.dataset:
+        records.extend(DatasetCatalog.get(name))
+    ids = [r["image_id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate image_id among the data set records: outputs would collide")
+    shard = records[rank::world]
+
+    model = build_cam_model(cfg)
+    num_workers = cfg.DATALOADER.NUM_WORKERS if args.num_workers is None else args.num_workers
+    t0 = time.perf_counter()
+    stats = run_cam_inference(
+        cfg, model, shard, cues_dir=cues_dir, sem_dir=sem_dir, force=args.force,
+        batch_size=args.batch_size, num_workers=num_workers,
+    )
+    comm.synchronize()
+    total = _gather_stats(stats)
+    total["seconds"] = time.perf_counter() - t0
+    if comm.is_main_process():
+        n = total["images"]
+        msg = (
+            f"{', '.join(args.dataset)}: {n} images processed, {total['skipped']} skipped "
+            f"(outputs existed)"
+        )
+        if cues_dir is not None:
+            mean = total["points"] / n if n else 0.0
+            msg += (
+                f"; {total['points']} points written to {cues_dir} ({mean:.2f} per image, "
+                f"{total['empty']} images without a point)"
+            )
+        if sem_dir is not None:
+            msg += f"; semantic maps in {sem_dir}"
+        msg += f"; {total['seconds']:.1f}s"
+        logger.info(msg)
+    return total
+
+
+def invoke_main(argv=None, mode: str = "cues"):
+    args = build_parser(mode).parse_args(argv)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args, mode),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()

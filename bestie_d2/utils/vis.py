@@ -16,11 +16,12 @@ semantic maps 0 = bg, ``c + 1`` = class c, 255 = ignore; center maps ``(C, H, W)
   optional full-width banner rows), :func:`save_png` (atomic).
 """
 import os
-import tempfile
 from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+
+from .io import atomic_write
 
 __all__ = [
     "to_numpy",
@@ -394,21 +395,7 @@ def save_png(path: str, image) -> str:
     """Write an RGB image as PNG atomically (temporary file + ``os.replace``); creates folders."""
     path = os.fspath(path)
     img = _rgb_image(image)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"could not encode {path} as PNG")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write(path, buf.tobytes())

@@ -5,7 +5,7 @@ disagrees, the paper's value is one config change away (noted per key).
 """
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_bestie_config"]
+__all__ = ["add_bestie_config", "load_config"]
 
 
 def add_bestie_config(cfg):
@@ -190,3 +190,29 @@ def add_bestie_config(cfg):
     # Evaluation
     # ------------------------------------------------------------------------------------------
     _C.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+
+
+def load_config(config_file, opts=(), *, freeze=True):
+    """``get_cfg()`` + :func:`add_bestie_config` + the YAML file + ``KEY VALUE`` overrides.
+
+    A missing file is a clear ``FileNotFoundError``; ``MODEL.DEVICE cuda*`` falls back to ``cpu``
+    (with a warning) when CUDA is unavailable. The shared first step of every bestie_d2 tool.
+    """
+    import logging
+    import os
+
+    import torch
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_bestie_config(cfg)
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file {config_file!r} does not exist")
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts or []))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("CUDA is not available: using MODEL.DEVICE cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -32,6 +32,7 @@ import torch
 
 import bestie_d2  # noqa: F401
 from bestie_d2 import add_bestie_config
+from bestie_d2.config import load_config
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
@@ -52,12 +53,7 @@ def _config_path(rel):
 
 
 def _load_cfg(rel, opts):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(_config_path(rel))
-    cfg.merge_from_list(opts)
-    cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
-    return cfg
+    return load_config(_config_path(rel), opts, freeze=False)
 
 
 def _save_cfg(cfg, path):

@@ -448,21 +448,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 def setup(args):
     """Config (file + opts, CPU fallback), loggers. Unlike training, nothing is written to OUTPUT_DIR."""
-    from detectron2.config import get_cfg
     from detectron2.utils.logger import setup_logger
 
-    from ..config import add_bestie_config
+    from ..config import load_config
 
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    if not os.path.isfile(args.config_file):
-        raise FileNotFoundError(f"--config-file {args.config_file!r} does not exist")
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("CUDA is not available: using MODEL.DEVICE cpu")
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    cfg = load_config(args.config_file, args.opts)
     rank = comm.get_rank()
     setup_logger(distributed_rank=rank, name="detectron2")
     setup_logger(distributed_rank=rank, name="bestie_d2", abbrev_name="bestie")

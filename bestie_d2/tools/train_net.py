@@ -10,11 +10,9 @@ Standard detectron2 flags: --config-file, --eval-only, --resume, --num-gpus, --n
 processes with the gloo backend.
 """
 import logging
-import os
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers everything)
-from bestie_d2 import add_bestie_config
-from detectron2.config import get_cfg
+from bestie_d2.config import load_config
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -30,20 +28,8 @@ logger = logging.getLogger("bestie_d2")
 
 
 def setup(args):
-    """get_cfg → add_bestie_config → file → opts → freeze → default_setup."""
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    if not os.path.isfile(args.config_file):
-        raise FileNotFoundError(f"--config-file {args.config_file!r} does not exist")
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            logging.getLogger(__name__).warning("CUDA is not available: using MODEL.DEVICE cpu")
-            cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    """load_config (file, opts, CPU fallback, freeze) → pseudo-COCO registration → default_setup."""
+    cfg = load_config(args.config_file, args.opts)
     register_pseudo_coco_from_config(cfg)  # BESTIE.PSEUDO_COCO (Mask R-CNN refinement stage)
     default_setup(cfg, args)
     return cfg

@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data sets)
-from bestie_d2.config import add_bestie_config
-from detectron2.config import get_cfg
+from bestie_d2.config import load_config
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 
@@ -74,15 +73,7 @@ def setup_cfg(config_file: str, opts: Sequence[str] = ()):
     """get_cfg → add_bestie_config → ``config_file`` → ``opts``; CPU when CUDA is missing; frozen."""
     if not config_file or not os.path.isfile(config_file):
         raise FileNotFoundError(f"--config-file {config_file!r} does not exist")
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("CUDA is not available: using MODEL.DEVICE cpu")
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg
+    return load_config(config_file, opts)
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")

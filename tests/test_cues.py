@@ -57,6 +57,12 @@ def test_find_peaks_known_peaks():
     assert (int(pts[0, 0]), int(pts[0, 1])) == (10, 12)
     expected = cam[0, 11:14, 9:12].mean().item()
     assert pts[0, 3] == pytest.approx(expected, abs=1e-5) and expected < 1.0
+    # a plateau (exact ties, e.g. clamped border rows of an upsampled CAM) gives one peak
+    flat = torch.zeros(1, 20, 20)
+    flat[0, 0:4, 9] = 0.8
+    flat[0, 10:13, 3:6] = 0.6
+    pts = find_peaks(flat, torch.tensor([2]), 1, 5, 25, 0.1)
+    assert [(int(x), int(y)) for x, y, _, _ in pts] == [(9, 0), (3, 10)]
     # nothing to find
     assert find_peaks(torch.zeros(0, 5, 5), torch.zeros(0, dtype=torch.long)).shape == (0, 4)
 

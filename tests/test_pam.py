@@ -1,5 +1,4 @@
 """PAM classifier: PeakAttention, VGG-16 D1, the meta-arch, optimizer groups, mapper, evaluator, configs."""
-import glob
 import os
 
 import numpy as np
@@ -17,6 +16,7 @@ from bestie_d2.evaluation.multilabel import (
 from bestie_d2.modeling.backbone.vgg import VGG16D1
 from bestie_d2.modeling.pam import PAMClassifier, PeakAttention, build_pam_optimizer
 
+from bestie_d2.engine.checkpoint import SafeCheckpointer
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -111,6 +111,10 @@ def test_vgg16_d1_output_stride_8_and_layout():
     assert conv_idx == [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]
     assert isinstance(bn.features[1], torch.nn.BatchNorm2d)
     assert bn(torch.zeros(2, 3, 64, 96))["conv5"].shape == (2, 64, 8, 12)
+    # a shallower output: later blocks are not built
+    c3 = VGG16D1(0.125, out_features=("conv3",))
+    assert len(c3.features) == 16 and c3(torch.zeros(1, 3, 32, 32))["conv3"].shape == (1, 32, 8, 8)
+    assert c3.output_shape()["conv3"].stride == 4
 
 
 def test_classifier_loads_torchvision_vgg_state_dict(tmp_path):
@@ -124,7 +128,7 @@ def test_classifier_loads_torchvision_vgg_state_dict(tmp_path):
     path = str(tmp_path / "vgg16-tv.pth")
     torch.save(tv, path)
     head_before = model.cam_conv.weight.detach().clone()
-    DetectionCheckpointer(model).load(path)
+    SafeCheckpointer(model).load(path)
     for i, m in enumerate(model.backbone.features):
         if isinstance(m, torch.nn.Conv2d):
             assert (m.weight == float(i)).all() and (m.bias == -float(i)).all()
@@ -141,7 +145,8 @@ def test_classifier_loads_torchvision_vgg_state_dict(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_pam_classifier_from_config_train_and_inference():
     cfg = tiny_cfg("MODEL.VGG.WIDTH_MULT", 0.125, "MODEL.PAM.EXTRA_CHANNELS", 16,
-                   "MODEL.PAM.LAYERS", [0, 2], "MODEL.PAM.ALPHA", 0.5)
+                   "MODEL.PAM.LAYERS", [0, 2], "MODEL.PAM.ALPHA", 0.5, "MODEL.VGG.NORM", "",
+                   "MODEL.VGG.OUT_FEATURES", ["conv5"], "MODEL.PAM.IN_FEATURE", "conv5")
     model = build_model(cfg)
     assert isinstance(model, PAMClassifier)
     assert [type(a).__name__ for a in model.extra_acts] == ["PeakAttention", "ReLU", "PeakAttention"]
@@ -168,13 +173,20 @@ def test_pam_classifier_from_config_train_and_inference():
     assert out[0]["logits"].shape == (5,) and out[0]["cam"].shape == (5, 6, 6)
     torch.testing.assert_close(out[0]["logits"], out[0]["cam"].mean(dim=(1, 2)))
     torch.testing.assert_close(cams[1], out[1]["cam"])
+    # the toy config's head reads conv3 (stride 4)
+    toy = build_model(tiny_cfg())
+    assert toy.feature_stride == 4 and len(toy.backbone.features) == 23  # 7 convs with BN
+    toy.eval()
+    with torch.no_grad():
+        assert toy(batch[:1])[0]["cam"].shape == (5, 12, 12)
 
 
 def test_build_pam_optimizer_param_groups():
     cfg = tiny_cfg("SOLVER.BASE_LR", 0.001, "SOLVER.BIAS_LR_FACTOR", 2.0, "SOLVER.OPTIMIZER", "SGD",
                    "SOLVER.WEIGHT_DECAY", 5e-4, "SOLVER.WEIGHT_DECAY_BIAS", 5e-4,
                    "MODEL.PAM.NEW_LAYER_LR_MULT", 10.0, "MODEL.VGG.WIDTH_MULT", 0.125,
-                   "MODEL.VGG.NORM", "", "MODEL.PAM.EXTRA_CHANNELS", 16)
+                   "MODEL.VGG.NORM", "", "MODEL.PAM.EXTRA_CHANNELS", 16,
+                   "MODEL.VGG.OUT_FEATURES", ["conv5"], "MODEL.PAM.IN_FEATURE", "conv5")
     model = build_model(cfg)
     opt = build_pam_optimizer(cfg, model)
     assert isinstance(opt, torch.optim.SGD)

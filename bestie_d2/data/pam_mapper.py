@@ -167,6 +167,9 @@ class PAMDatasetMapper:
             s = self.test_size
             img = cv2.resize(img, (s, s), interpolation=cv2.INTER_LINEAR)
         d["image"] = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        d["image_label"] = labels_to_multi_hot(d.get("image_label"), self.num_classes)
+        labels = d.get("image_label")
+        if labels is None and "annotations" in d:  # records without image labels but with GT
+            labels = sorted({int(a["category_id"]) for a in d["annotations"]})
+        d["image_label"] = labels_to_multi_hot(labels, self.num_classes)
         d.pop("annotations", None)
         return d

@@ -105,7 +105,8 @@ def find_peaks(
         classes: (K,) class ids.
         smooth_kernel: side of the average-pool smoothing (stride 1, zero padding counted);
             <= 1 disables it.
-        nms_kernel: side of the max-pool NMS window (a pixel is a peak if it equals the max).
+        nms_kernel: side of the max-pool NMS window (a pixel is a peak if it equals the max;
+            of exactly tied pixels in a window only the first in raster order is kept).
         top_k: at most this many peaks per class (highest first).
         conf_threshold: keep peaks with value ``>= conf_threshold``.
     Returns:
@@ -120,8 +121,13 @@ def find_peaks(
     x = x[0]
     K, H, W = x.shape
     if nms_kernel and nms_kernel > 1:
-        pooled = F.max_pool2d(x[None], nms_kernel, stride=1, padding=nms_kernel // 2)[0]
-        is_peak = x == pooled[:, :H, :W]
+        # Exact ties inside a window (plateaus, e.g. the clamped rows/columns at the border of an
+        # upsampled CAM) would all survive an equality test; a tiny raster-order ramp (in float64,
+        # far below any real difference) keeps only the first pixel of a tie.
+        ramp = torch.arange(H * W, dtype=torch.float64, device=x.device).view(1, H, W)
+        xd = x.double() - ramp * (1e-9 / (H * W))
+        pooled = F.max_pool2d(xd[None], nms_kernel, stride=1, padding=nms_kernel // 2)[0]
+        is_peak = xd == pooled[:, :H, :W]
     else:
         is_peak = torch.ones_like(x, dtype=torch.bool)
     scores = torch.where(is_peak, x, torch.full_like(x, -1.0)).flatten(1)

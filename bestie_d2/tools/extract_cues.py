@@ -35,7 +35,6 @@ ignore; palette PNGs are fine, their indices are read) into a folder and set
 import argparse
 import logging
 import os
-import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -44,11 +43,11 @@ import numpy as np
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data sets)
-from bestie_d2.config import add_bestie_config
+from bestie_d2.config import load_config
+from bestie_d2.engine.checkpoint import SafeCheckpointer
 from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
+from bestie_d2.utils.io import atomic_write
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.engine import default_argument_parser, launch
@@ -71,17 +70,29 @@ logger = logging.getLogger("bestie_d2.tools.extract_cues")
 def build_parser(mode: str = "cues") -> argparse.ArgumentParser:
     """Detectron2's default parser plus the data set / output arguments."""
     parser = default_argument_parser()
+    tool = "extract_cues" if mode == "cues" else "cam_to_semantic"
     parser.description = __doc__.split("\n")[0] if mode == "cues" else (
         "Write CAM semantic maps (0 bg, c+1 class c) from a trained PAM classifier."
     )
+    parser.epilog = (
+        f"Example: python -m bestie_d2.tools.{tool} --config-file configs/toy/pam.yaml "
+        "--dataset bestie_toy_train --output OUT_DIR [--num-gpus N] "
+        "MODEL.WEIGHTS output/toy/pam/model_final.pth  (--eval-only/--resume are ignored)"
+    )
     parser.add_argument("--dataset", nargs="+", required=True, help="registered data set name(s)")
     if mode == "cues":
-        parser.add_argument("--output", required=True, help="folder for <image_id>.txt cue files")
         parser.add_argument(
-            "--sem-output", default=None, help="also write CAM semantic maps <image_id>.png here"
+            "--output", "--cues-dir", dest="output", required=True,
+            help="folder for <image_id>.txt cue files",
+        )
+        parser.add_argument(
+            "--sem-output", "--sem-dir", dest="sem_output", default=None,
+            help="also write CAM semantic maps <image_id>.png here (same pass)",
         )
     else:
-        parser.add_argument("--output", required=True, help="folder for <image_id>.png maps")
+        parser.add_argument(
+            "--output", "--sem-dir", dest="output", required=True, help="folder for <image_id>.png maps"
+        )
     parser.add_argument("--force", action="store_true", help="recompute existing outputs")
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward (x2 with flip)")
     parser.add_argument(
@@ -91,15 +102,8 @@ def build_parser(mode: str = "cues") -> argparse.ArgumentParser:
 
 
 def setup_cfg(args):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg
+    """Config file + trailing ``KEY VALUE`` overrides (:func:`bestie_d2.config.load_config`)."""
+    return load_config(args.config_file, args.opts)
 
 
 def build_cam_model(cfg):
@@ -111,7 +115,7 @@ def build_cam_model(cfg):
             "(MODEL.META_ARCHITECTURE: PAMClassifier)"
         )
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: extracting cues from a randomly initialised model")
     model.eval()
@@ -119,24 +123,11 @@ def build_cam_model(cfg):
 
 
 def write_png_atomic(path: str, array: np.ndarray) -> None:
-    """Write a uint8 (H, W) PNG through a temporary file + ``os.replace``."""
+    """Write a uint8 (H, W) PNG atomically (:func:`bestie_d2.utils.io.atomic_write`)."""
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(array, dtype=np.uint8))
     if not ok:
         raise IOError(f"could not encode {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, buf.tobytes())
 
 
 def _image_labels(record) -> List[int]:

@@ -69,15 +69,18 @@ class VGG16D1(Backbone):
                 stride *= 2
             elif b == 3:
                 layers.append(nn.MaxPool2d(kernel_size=3, stride=1, padding=1))
-        self.features = nn.Sequential(*layers)
 
         out_features = list(out_features)
+        if not out_features:
+            raise ValueError("VGG16D1: out_features is empty")
         for f in out_features:
             if f not in self._stage_index:
                 raise ValueError(f"VGG16D1: unknown out feature {f!r}; choose from conv1..conv5")
         self._out_features = out_features
         self._last_index = max(self._stage_index[f] for f in out_features)
         self._index_to_name = {self._stage_index[f]: f for f in out_features}
+        # Layers after the last requested output are not built (e.g. a conv4-only backbone).
+        self.features = nn.Sequential(*layers[: self._last_index + 1])
         self._init_weights()
 
     def _init_weights(self):
@@ -103,8 +106,6 @@ class VGG16D1(Backbone):
             x = layer(x)
             if i in self._index_to_name:
                 outputs[self._index_to_name[i]] = x
-            if i >= self._last_index:
-                break
         return outputs
 
     def output_shape(self):

@@ -20,6 +20,18 @@ TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a test module: on a shared 2-core machine, oversubscribed OpenMP
+    threads make small convolutions an order of magnitude slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory):
     from bestie_d2.data.datasets import register_toy_dataset

@@ -9,14 +9,7 @@ from bestie_d2 import add_bestie_config
 from bestie_d2.modeling.backbone.hrnet import HRNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, oversubscribed OpenMP threads make
-    small convolutions an order of magnitude slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_hrnet_cfg(width=8):

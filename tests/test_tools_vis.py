@@ -18,12 +18,7 @@ PAD = 4  # vis.compose_grid default
 DS_OPTS = ["DATASETS.TRAIN", "('test_toy_train',)", "DATASETS.TEST", "('test_toy_val',)"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

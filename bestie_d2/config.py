@@ -177,6 +177,16 @@ def add_bestie_config(cfg):
     _C.PAM_CUES.FLIP = True
     # cam_to_semantic: a pixel is background when every labelled class CAM is below this.
     _C.PAM_CUES.BG_THRESHOLD = 0.25
+    # How cam_to_semantic turns CAMs into semantic maps: "none" = the threshold/argmax rule above
+    # (plain CAM baseline); "grabcut" = per labelled class, OpenCV GrabCut seeded by the CAM
+    # (bestie_d2.modeling.cam_grabcut; BG_THRESHOLD is then unused). A training-free stand-in for
+    # the DeepLab-V2-on-DRS refinement behind the paper's WSSS maps; ~0.1 s per 160 px image.
+    _C.PAM_CUES.SEMANTIC_REFINE = "none"
+    _C.PAM_CUES.GRABCUT = CN()
+    _C.PAM_CUES.GRABCUT.FG_THRESHOLD = 0.5  # CAM >= this: sure foreground of the class
+    _C.PAM_CUES.GRABCUT.PROBABLE_FG_THRESHOLD = 0.1  # CAM >= this: probable foreground
+    _C.PAM_CUES.GRABCUT.BG_THRESHOLD = 0.0  # every CAM < this: sure background (0 = none)
+    _C.PAM_CUES.GRABCUT.ITERATIONS = 3
 
     # ------------------------------------------------------------------------------------------
     # Solver additions

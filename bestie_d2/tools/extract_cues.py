@@ -9,7 +9,8 @@ flip-averaged, per-class max-normalised CAMs at the original resolution
 
 With ``--sem-output DIR`` the same pass also writes ``DIR/<image_id>.png``: uint8, 0 = background
 (every labelled class's CAM below ``PAM_CUES.BG_THRESHOLD``), ``c + 1`` = class c (argmax of the
-labelled classes' CAMs). ``python -m bestie_d2.tools.cam_to_semantic`` writes only those maps.
+labelled classes' CAMs); with ``PAM_CUES.SEMANTIC_REFINE grabcut`` each labelled class's extent is
+instead refined by GrabCut seeded from its CAM (:mod:`bestie_d2.modeling.cam_grabcut`). ``python -m bestie_d2.tools.cam_to_semantic`` writes only those maps.
 
 Usage::
 
@@ -46,6 +47,7 @@ import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data 
 from bestie_d2.config import load_config
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
+from bestie_d2.modeling.cam_grabcut import grabcut_semantic
 from bestie_d2.utils.io import atomic_write
 
 from detectron2.data import DatasetCatalog
@@ -61,6 +63,7 @@ __all__ = [
     "build_cam_model",
     "write_png_atomic",
     "run_cam_inference",
+    "semantic_from_cams",
     "main",
 ]
 
@@ -141,19 +144,39 @@ def _image_labels(record) -> List[int]:
 class _ImageReader(torch.utils.data.Dataset):
     """Reads and resizes the images of a list of records (for a DataLoader)."""
 
-    def __init__(self, records, size: int, image_format: str):
+    def __init__(self, records, size: int, image_format: str, keep_original: bool = False):
         self.records, self.size, self.image_format = records, size, image_format
+        self.keep_original = keep_original
 
     def __len__(self):
         return len(self.records)
 
     def __getitem__(self, i):
         img = utils.read_image(self.records[i]["file_name"], format=self.image_format)
-        return resize_for_cam(img, self.size), img.shape[:2], i
+        return resize_for_cam(img, self.size), img.shape[:2], i, (img if self.keep_original else None)
 
 
 def _collate(batch):
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
+    return (torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch],
+            [b[3] for b in batch])
+
+
+def semantic_from_cams(pc, cam: torch.Tensor, classes: torch.Tensor, size, image=None) -> np.ndarray:
+    """The semantic map of one image as ``PAM_CUES`` (``pc``) prescribes.
+
+    ``cam``: (K, H, W) CAM of ``classes`` in the original frame; ``image``: (H, W, 3) uint8,
+    needed for ``SEMANTIC_REFINE = "grabcut"``. Returns (H, W) uint8 (0 = bg, c + 1 = class c).
+    """
+    mode = str(pc.SEMANTIC_REFINE).lower()
+    if mode == "none":
+        return cams_to_semantic(cam, classes, pc.BG_THRESHOLD, size)
+    if mode == "grabcut":
+        g = pc.GRABCUT
+        return grabcut_semantic(
+            image, cam.float().cpu().numpy(), classes.cpu().numpy(), g.FG_THRESHOLD,
+            g.PROBABLE_FG_THRESHOLD, g.BG_THRESHOLD, g.ITERATIONS, size=size,
+        )
+    raise ValueError(f"PAM_CUES.SEMANTIC_REFINE must be 'none' or 'grabcut', got {pc.SEMANTIC_REFINE!r}")
 
 
 def run_cam_inference(
@@ -193,7 +216,8 @@ def run_cam_inference(
     from bestie_d2.data.points import write_points
 
     pc = cfg.PAM_CUES
-    reader = _ImageReader(todo, cfg.INPUT.PAM.TEST_SIZE, cfg.INPUT.FORMAT)
+    need_image = sem_dir is not None and str(pc.SEMANTIC_REFINE).lower() != "none"
+    reader = _ImageReader(todo, cfg.INPUT.PAM.TEST_SIZE, cfg.INPUT.FORMAT, keep_original=need_image)
     loader = torch.utils.data.DataLoader(
         reader, batch_size=max(1, batch_size), shuffle=False, num_workers=num_workers,
         collate_fn=_collate,
@@ -202,10 +226,10 @@ def run_cam_inference(
 
     bar = tqdm(total=len(todo), disable=not comm.is_main_process(), desc="CAM inference",
                unit="img", dynamic_ncols=True)
-    for images, sizes, idx in loader:
+    for images, sizes, idx, originals in loader:
         labels = [_image_labels(todo[i]) for i in idx]
         results = compute_cams(model, images, sizes, labels, flip=pc.FLIP)
-        for (classes, cam), i, size in zip(results, idx, sizes):
+        for (classes, cam), i, size, original in zip(results, idx, sizes, originals):
             rec = todo[i]
             if cues_dir is not None:
                 pts = find_peaks(cam, classes, pc.SMOOTH_KERNEL, pc.NMS_KERNEL, pc.TOP_K,
@@ -214,7 +238,7 @@ def run_cam_inference(
                 stats["points"] += len(pts)
                 stats["empty"] += int(len(pts) == 0)
             if sem_dir is not None:
-                sem = cams_to_semantic(cam, classes, pc.BG_THRESHOLD, size)
+                sem = semantic_from_cams(pc, cam, classes, size, original)
                 write_png_atomic(os.path.join(sem_dir, f"{rec['image_id']}.png"), sem)
             stats["images"] += 1
         bar.update(len(idx))

@@ -307,3 +307,30 @@ def test_predict_errors(trained_weights, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         predict.main(base + ["--input", str(empty), "MODEL.WEIGHTS", trained_weights] + DS_OPTS)
     assert e.value.code == 1 and "could be read" in capsys.readouterr().err
+
+
+def test_demo_stages_resume_and_force(tmp_path):
+    """A finished stage is skipped on a rerun; a forced one starts from an empty folder."""
+    from bestie_d2.tools.demo import Pipeline, build_parser
+
+    calls = []
+
+    def stage(d):
+        calls.append(sorted(os.listdir(d)))
+        with open(os.path.join(d, "model_final.pth"), "w") as f:
+            f.write("weights")
+        return {"n": len(calls)}
+
+    out = str(tmp_path / "demo")
+    assert Pipeline(build_parser().parse_args(["--output", out])).run("bestie", stage) == {"n": 1}
+    # not forced: skipped, result read back from stage.json
+    assert Pipeline(build_parser().parse_args(["--output", out])).run("bestie", stage) == {"n": 1}
+    assert len(calls) == 1
+    # forced from an earlier stage: rerun in a clean folder (no stale checkpoint to "resume")
+    pipe = Pipeline(build_parser().parse_args(["--output", out, "--force-from", "cues"]))
+    assert pipe.run("bestie", stage) == {"n": 2}
+    assert calls[1] == []
+    # an unfinished stage (no stage.json) keeps its checkpoints so training resumes
+    os.remove(os.path.join(out, "image", "bestie", "stage.json"))
+    Pipeline(build_parser().parse_args(["--output", out])).run("bestie", stage)
+    assert calls[2] == ["model_final.pth"]

@@ -4,6 +4,7 @@
     python -m bestie_d2.tools.demo --supervision point   # point route (make demo-point)
     python -m bestie_d2.tools.demo --force               # rerun every stage
     python -m bestie_d2.tools.demo --force-from bestie   # rerun from a stage on
+    python -m bestie_d2.tools.demo --stop-after bestie   # skip the later stages
 
 Stages (each resumable: a finished stage leaves ``<out>/<stage>/stage.json`` and is skipped on a
 rerun unless forced):
@@ -23,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import OrderedDict
@@ -99,6 +101,12 @@ class Pipeline:
             self.times[name] = done["seconds"]
             logger.info(f"[{name}] done earlier ({done['seconds']:.0f}s); skipping (use --force-from {name})")
             return done["result"]
+        if os.path.exists(marker):
+            # Forced rerun of a finished stage: start clean, or the trainer would "resume" from
+            # the old final checkpoint and do nothing. (An unfinished stage keeps its checkpoints
+            # and continues from the last one.)
+            logger.info(f"[{name}] forced: removing the previous outputs in {self.stage_dir(name)}")
+            shutil.rmtree(self.stage_dir(name))
         logger.info(f"[{name}] running")
         t0 = time.perf_counter()
         result = fn(self.stage_dir(name))
@@ -289,7 +297,9 @@ def build_parser():
     p.add_argument("--output", default="output/demo", help="results folder (a sub-folder per route)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--force-from", choices=STAGES, default=None, help="rerun this stage and the later ones")
-    p.add_argument("--pseudo-score-threshold", type=float, default=0.3,
+    p.add_argument("--stop-after", choices=STAGES, default=None,
+                   help="stop after this stage (e.g. to compare BESTIE settings without the later stages)")
+    p.add_argument("--pseudo-score-threshold", type=float, default=0.0,
                    help="pseudo labels below this score are not exported for Mask R-CNN")
     p.add_argument("--opts-pam", nargs="*", default=[], help="config overrides for the PAM stage")
     p.add_argument("--opts-bestie", nargs="*", default=[], help="config overrides for the BESTIE stage")
@@ -305,6 +315,9 @@ def main(argv=None):
     pipe = Pipeline(args)
     for name in STAGES:
         pipe.run(name, getattr(pipe, f"stage_{name}"))
+        if name == args.stop_after:
+            logger.info(f"stopping after [{name}] (--stop-after)")
+            break
     pipe.report()
     return pipe.results
 

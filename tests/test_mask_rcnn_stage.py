@@ -138,3 +138,41 @@ def test_mask_rcnn_trains_on_pseudo_labels(toy_root, tmp_path, monkeypatch):
     res = inference_on_dataset(trainer.model, Trainer.build_test_loader(cfg, "test_toy_val"), evaluator)
     assert set(res) >= {"bbox", "segm"}
     assert "AP" in res["segm"]
+
+
+def test_maskrcnn_backbone_initialised_from_bestie(tmp_path):
+    """The BESTIE ResNet becomes Mask R-CNN's bottom-up network (stem channels RGB -> BGR)."""
+    from bestie_d2.engine.checkpoint import SafeCheckpointer
+    from bestie_d2.modeling.weight_transfer import bestie_backbone_for_maskrcnn, write_maskrcnn_init
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    bcfg = _cfg(os.path.join(REPO, "configs", "toy", "bestie_image_label.yaml"))
+    bestie = build_model(bcfg)
+    SafeCheckpointer(bestie, save_dir=str(tmp_path)).save("bestie")
+    mcfg = _cfg(CONFIGS["toy"])
+    assert (bcfg.INPUT.FORMAT, mcfg.INPUT.FORMAT) == ("RGB", "BGR")
+    init = write_maskrcnn_init(str(tmp_path / "bestie.pth"), str(tmp_path / "init.pth"), "RGB", "BGR")
+
+    maskrcnn = build_model(mcfg)
+    untouched = {k: v.clone() for k, v in maskrcnn.state_dict().items() if not k.startswith("backbone.bottom_up.")}
+    SafeCheckpointer(maskrcnn).load(init)
+    src, dst = bestie.state_dict(), maskrcnn.state_dict()
+    bottom_up = [k for k in dst if k.startswith("backbone.bottom_up.")]
+    assert len(bottom_up) == len([k for k in src if k.startswith("backbone.")]) > 50
+    for k in bottom_up:
+        expected = src["backbone." + k[len("backbone.bottom_up."):]]
+        if k.endswith("stem.conv1.weight"):
+            expected = expected.flip(1)  # RGB-trained filters applied to BGR input
+            assert not torch.equal(dst[k], src["backbone.stem.conv1.weight"])
+        assert torch.equal(dst[k], expected), k
+    for k, v in untouched.items():  # FPN, RPN and ROI heads keep their own init
+        assert torch.equal(dst[k], v), k
+
+    # same channel order: no flip; a state dict without a ResNet is refused with a clear message
+    same = bestie_backbone_for_maskrcnn(src, "BGR", "BGR")
+    assert torch.equal(same["backbone.bottom_up.stem.conv1.weight"], src["backbone.stem.conv1.weight"])
+    with pytest.raises(ValueError, match="no ResNet backbone"):
+        bestie_backbone_for_maskrcnn({"sem_seg_head.x": torch.zeros(1)})
+    with pytest.raises(ValueError, match="RGB/BGR"):
+        bestie_backbone_for_maskrcnn(src, "RGB", "YUV")

@@ -176,13 +176,15 @@ class Pipeline:
         self._bestie_model = trainer.model
         return {"weights": os.path.join(d, "model_final.pth"), "eval": res}
 
-    def _load_bestie(self):
+    def _load_bestie(self, build=True):
         from bestie_d2.engine.checkpoint import SafeCheckpointer
         from detectron2.modeling import build_model
 
         cfg = get_cfg()
         add_bestie_config(cfg)
         cfg.merge_from_file(os.path.join(self.out, "configs", "bestie.yaml"))
+        if not build:
+            return cfg, None
         model = build_model(cfg)
         SafeCheckpointer(model).load(self.results["bestie"]["weights"])
         model.eval()
@@ -215,9 +217,19 @@ class Pipeline:
             "DATASETS.TRAIN", f"('bestie_toy_pseudo_{self.route}',)",
         ]
         cfg = _load_cfg("toy/mask_rcnn_refine.yaml", opts + self.args.opts_maskrcnn)
+        if self.args.maskrcnn_init == "bestie":
+            # No ImageNet weights offline: optionally start from the BESTIE backbone (same images,
+            # same weak labels, so no extra supervision) instead of random init.
+            from bestie_d2.modeling.weight_transfer import write_maskrcnn_init
+
+            bcfg, _ = self._load_bestie(build=False)
+            cfg.MODEL.WEIGHTS = write_maskrcnn_init(
+                self.results["bestie"]["weights"], os.path.join(d, "init_from_bestie.pth"),
+                bcfg.INPUT.FORMAT, cfg.INPUT.FORMAT,
+            )
         register_pseudo_coco_from_config(cfg)
         _, _, res = self._train(cfg, d)
-        return {"weights": os.path.join(d, "model_final.pth"), "eval": res}
+        return {"weights": os.path.join(d, "model_final.pth"), "init": self.args.maskrcnn_init, "eval": res}
 
     def stage_visualize(self, d):
         from bestie_d2.tools.visualize import demo_grid
@@ -242,6 +254,9 @@ class Pipeline:
         lines.append("-" * 72)
         for name, *vals in rows:
             lines.append(f"{name:<40} " + " ".join(f"{v:7.1f}" if v is not None else "      -" for v in vals))
+        init = (self.results.get("maskrcnn") or {}).get("init")
+        if init:
+            lines.append(f"(Mask R-CNN backbone init: {'the BESTIE ResNet' if init == 'bestie' else 'random'})")
         skipped = (self.results.get("maskrcnn") or {}).get("skipped")
         if skipped:
             lines.append(f"{'Mask R-CNN on BESTIE pseudo labels':<40} skipped: {skipped}")
@@ -301,6 +316,10 @@ def build_parser():
                    help="stop after this stage (e.g. to compare BESTIE settings without the later stages)")
     p.add_argument("--pseudo-score-threshold", type=float, default=0.0,
                    help="pseudo labels below this score are not exported for Mask R-CNN")
+    p.add_argument("--maskrcnn-init", choices=("bestie", "scratch"), default="scratch",
+                   help="Mask R-CNN backbone init: random (default) or the trained BESTIE's ResNet (a "
+                        "stand-in for the paper's ImageNet weights, which the offline toy run cannot "
+                        "download; on the toy set it did not help: BENCHMARKS.md)")
     p.add_argument("--opts-pam", nargs="*", default=[], help="config overrides for the PAM stage")
     p.add_argument("--opts-bestie", nargs="*", default=[], help="config overrides for the BESTIE stage")
     p.add_argument("--opts-maskrcnn", nargs="*", default=[], help="config overrides for the Mask R-CNN stage")

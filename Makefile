@@ -11,7 +11,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 test-slow: install
-	BESTIE_SLOW_TESTS=1 $(PY) -m pytest -q tests
+	BESTIE_TEST_MULTIPROCESS=1 $(PY) -m pytest -q tests
 
 demo: install
 	$(PY) -m bestie_d2.tools.demo $(DEMO_ARGS)

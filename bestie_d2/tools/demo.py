@@ -33,9 +33,7 @@ import numpy as np
 import torch
 
 import bestie_d2  # noqa: F401
-from bestie_d2 import add_bestie_config
 from bestie_d2.config import load_config
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
@@ -176,15 +174,15 @@ class Pipeline:
         self._bestie_model = trainer.model
         return {"weights": os.path.join(d, "model_final.pth"), "eval": res}
 
-    def _load_bestie(self, build=True):
+    def _bestie_cfg(self):
+        """The config the bestie stage trained with (saved under ``<out>/configs``)."""
+        return load_config(os.path.join(self.out, "configs", "bestie.yaml"), freeze=False)
+
+    def _load_bestie(self):
         from bestie_d2.engine.checkpoint import SafeCheckpointer
         from detectron2.modeling import build_model
 
-        cfg = get_cfg()
-        add_bestie_config(cfg)
-        cfg.merge_from_file(os.path.join(self.out, "configs", "bestie.yaml"))
-        if not build:
-            return cfg, None
+        cfg = self._bestie_cfg()
         model = build_model(cfg)
         SafeCheckpointer(model).load(self.results["bestie"]["weights"])
         model.eval()
@@ -222,10 +220,9 @@ class Pipeline:
             # same weak labels, so no extra supervision) instead of random init.
             from bestie_d2.modeling.weight_transfer import write_maskrcnn_init
 
-            bcfg, _ = self._load_bestie(build=False)
             cfg.MODEL.WEIGHTS = write_maskrcnn_init(
                 self.results["bestie"]["weights"], os.path.join(d, "init_from_bestie.pth"),
-                bcfg.INPUT.FORMAT, cfg.INPUT.FORMAT,
+                self._bestie_cfg().INPUT.FORMAT, cfg.INPUT.FORMAT,
             )
         register_pseudo_coco_from_config(cfg)
         _, _, res = self._train(cfg, d)

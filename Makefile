@@ -1,11 +1,17 @@
 # bestie_d2 — the two commands: `make demo` (whole pipeline on the toy set, CPU) and `make test`.
-PY := .venv/bin/python
+# D2_SOURCE=<git URL | tarball | folder> builds detectron2 from that source into .venv-d2src and
+# runs there instead of the default .venv (detectron2 0.6 Python files), e.g.
+#   make test D2_SOURCE=../shared/vendor/detectron2-main-02b5c4e2.tar.gz
+D2_SOURCE ?=
+VENV := $(if $(D2_SOURCE),.venv-d2src,.venv)
+PY := $(VENV)/bin/python
 DEMO_ARGS ?=
+export D2_SOURCE
 
 .PHONY: install test test-slow demo demo-point bench clean-demo
 
 install:
-	@bash scripts/install.sh
+	@BESTIE_VENV=$(VENV) bash scripts/install.sh
 
 test: install
 	$(PY) -m pytest -q tests

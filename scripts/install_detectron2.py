@@ -10,6 +10,12 @@ a placeholder ``detectron2._C`` whose every use raises a clear error.
 
 A detectron2 that already imports (e.g. a source build of current main, with compiled ops) is left
 alone. Run: ``python scripts/install_detectron2.py [--force]``.
+
+``--source SRC`` builds detectron2 *from source* instead (compiled ops included, about 3 minutes on
+2 cores): SRC is a git URL (``git+https://github.com/facebookresearch/detectron2.git[@REV]``, for
+users with internet), a local source tarball (``.tar.gz``) or a local source folder. The source,
+its sha256 (tarball) and the commit (git folder, or a ``-main-<sha>`` tarball name) are recorded in
+``<venv>/detectron2_source.json``, which ``bestie_d2.utils.env`` reports with every result.
 """
 import argparse
 import hashlib
@@ -151,10 +157,65 @@ def install_from_sdist(sdist: str) -> None:
         subprocess.check_call(pip + ["--no-deps", "--no-build-isolation", src])
 
 
+# Runtime dependencies for a source build of detectron2 main (its setup.py lists most of them; the
+# pins of the v0.6 route do not apply: main works with current Pillow).
+SOURCE_BUILD_DEPS = ["Pillow>=10", "ninja", "pycocotools>=2.0.2", "fvcore", "iopath", "omegaconf>=2.1", "hydra-core>=1.1",
+                     "matplotlib", "tensorboard", "tabulate", "termcolor", "yacs", "cloudpickle", "tqdm"]
+SOURCE_RECORD = "detectron2_source.json"
+
+
+def _source_commit(src: str):
+    """Best-effort commit of a source: ``git+URL@REV``, a git folder, or a ``...-main-<sha>.tar.gz`` name."""
+    import re
+
+    if src.startswith("git+") and "@" in src.rsplit("/", 1)[-1]:
+        return src.rsplit("@", 1)[-1]
+    if os.path.isdir(os.path.join(src, ".git")):
+        r = subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True)
+        return r.stdout.strip() or None
+    m = re.search(r"-([0-9a-f]{7,40})\.(?:tar\.gz|tgz|zip)$", os.path.basename(src))
+    return m.group(1) if m else None
+
+
+def install_from_source(src: str) -> dict:
+    """``pip install --no-build-isolation SRC`` (compiles detectron2._C); returns the source record."""
+    import json
+
+    is_url = src.startswith(("git+", "http://", "https://"))
+    if not is_url:
+        src = os.path.abspath(src)
+        if not os.path.exists(src):
+            raise SystemExit(f"[install_detectron2] --source {src}: no such file or folder")
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.check_call(pip + SOURCE_BUILD_DEPS)
+    print(f"[install_detectron2] building detectron2 from {src} (compiled ops; a few minutes)", flush=True)
+    env = dict(os.environ)
+    env.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
+    subprocess.check_call(pip + ["--no-build-isolation", src], env=env)
+    record = {"source": src, "commit": _source_commit(src)}
+    if os.path.isfile(src):
+        record["sha256"] = sha256_of(src)
+    with open(os.path.join(sys.prefix, SOURCE_RECORD), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="reinstall even if detectron2 works")
+    ap.add_argument("--source", default=os.environ.get("D2_SOURCE") or None,
+                    help="build detectron2 from this git URL, tarball or folder (default: $D2_SOURCE)")
     args = ap.parse_args()
+    if args.source:
+        marker = os.path.join(sys.prefix, SOURCE_RECORD)
+        if not args.force and detectron2_works() and os.path.exists(marker):
+            print(f"[install_detectron2] detectron2 built from source is installed ({marker}); leaving it alone")
+            return
+        rec = install_from_source(args.source)
+        if not detectron2_works(verbose=True):
+            raise SystemExit("[install_detectron2] detectron2 was built but does not import; see above")
+        print(f"[install_detectron2] detectron2 from {rec['source']} (commit {rec['commit']}) installed")
+        return
     if not args.force and detectron2_works():
         print("[install_detectron2] a working detectron2 is installed; leaving it alone")
         return

@@ -311,7 +311,7 @@ def test_predict_errors(trained_weights, tmp_path, capsys):
 
 def test_demo_stages_resume_and_force(tmp_path):
     """A finished stage is skipped on a rerun; a forced one starts from an empty folder."""
-    from bestie_d2.tools.demo import Pipeline, build_parser
+    from bestie_d2.tools.demo import STAGES, Pipeline, build_parser
 
     calls = []
 
@@ -334,3 +334,17 @@ def test_demo_stages_resume_and_force(tmp_path):
     os.remove(os.path.join(out, "image", "bestie", "stage.json"))
     Pipeline(build_parser().parse_args(["--output", out])).run("bestie", stage)
     assert calls[2] == ["model_final.pth"]
+    # another --seed: the stage made with seed 1 is stale, rerun from a clean folder; the marker
+    # and results.json record the seed
+    pipe = Pipeline(build_parser().parse_args(["--output", out, "--seed", "5"]))
+    assert pipe.run("bestie", stage) == {"n": 4}
+    assert calls[3] == []
+    with open(os.path.join(out, "image", "bestie", "stage.json")) as f:
+        assert json.load(f)["seed"] == 5
+    assert pipe.force_from == STAGES.index("bestie")  # the later stages rerun too
+    pipe.report()
+    with open(os.path.join(out, "image", "results.json")) as f:
+        saved = json.load(f)
+    assert saved["seed"] == 5 and saved["environment"]["seed"] == 5
+    assert saved["environment"]["torch"] == torch.__version__
+    assert isinstance(saved["environment"]["detectron2"]["compiled_ops"], bool)

@@ -34,6 +34,7 @@ import torch
 
 import bestie_d2  # noqa: F401
 from bestie_d2.config import load_config
+from bestie_d2.utils.env import environment_info, format_environment
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
@@ -77,6 +78,7 @@ class Pipeline:
         os.makedirs(self.out, exist_ok=True)
         self.results = OrderedDict()
         self.times = OrderedDict()
+        self.environment = environment_info(seed=args.seed)
         if args.force:
             self.force_from = 0
         elif args.force_from:
@@ -95,6 +97,11 @@ class Pipeline:
         if os.path.exists(marker) and STAGES.index(name) < self.force_from:
             with open(marker) as f:
                 done = json.load(f)
+            if done.get("seed") != self.args.seed:
+                # a stage made with another seed is stale, and so is everything after it
+                logger.info(f"[{name}] was run with seed {done.get('seed')}, not {self.args.seed}: rerunning from here")
+                self.force_from = STAGES.index(name)
+        if os.path.exists(marker) and STAGES.index(name) < self.force_from:
             self.results[name] = done["result"]
             self.times[name] = done["seconds"]
             logger.info(f"[{name}] done earlier ({done['seconds']:.0f}s); skipping (use --force-from {name})")
@@ -109,7 +116,7 @@ class Pipeline:
         t0 = time.perf_counter()
         result = fn(self.stage_dir(name))
         secs = time.perf_counter() - t0
-        _write_json({"result": result, "seconds": secs}, marker)
+        _write_json({"result": result, "seconds": secs, "seed": self.args.seed}, marker)
         self.results[name] = result
         self.times[name] = secs
         logger.info(f"[{name}] finished in {secs:.0f}s")
@@ -131,9 +138,15 @@ class Pipeline:
 
     def _train(self, cfg, d):
         from bestie_d2.engine.trainer import Trainer
+        from detectron2.utils.env import seed_all_rng
 
         cfg.OUTPUT_DIR = d
+        cfg.SEED = self.args.seed
         cfg.freeze()
+        # Trainer(cfg) does not seed (detectron2's default_setup does, and the demo does not call
+        # it): without this the augmentations, the initialisation and the data-loader workers
+        # would draw from unseeded global RNGs and every run would differ.
+        seed_all_rng(cfg.SEED)
         _save_cfg(cfg, os.path.join(self.out, "configs", os.path.basename(d) + ".yaml"))
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)  # a killed stage continues from its last checkpoint
@@ -272,10 +285,12 @@ class Pipeline:
             lines.append(f"Pseudo labels: {ex.get('instances', '?')} instances on {ex.get('images', '?')} train images")
         lines.append("\ntime per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in self.times.items())
                      + f"; total {sum(self.times.values()):.0f}s")
+        lines.append("environment: " + format_environment(self.environment))
         lines.append(f"results: {self.out}")
         text = "\n".join(lines)
         print(text)
-        _write_json({"route": self.route, "stages": self.results, "seconds": self.times, "table": rows},
+        _write_json({"route": self.route, "seed": self.args.seed, "environment": self.environment,
+                     "stages": self.results, "seconds": self.times, "table": rows},
                     os.path.join(self.out, "results.json"))
         with open(os.path.join(self.out, "results.txt"), "w") as f:
             f.write(text + "\n")
@@ -307,6 +322,9 @@ def build_parser():
     p.add_argument("--supervision", choices=("image", "point"), default="image",
                    help="image-level labels + PAM cues (default) or one GT point per instance")
     p.add_argument("--output", default="output/demo", help="results folder (a sub-folder per route)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of every training stage (SEED of the PAM, BESTIE and Mask R-CNN configs and "
+                        "the global RNGs; the toy data set itself is fixed)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--force-from", choices=STAGES, default=None, help="rerun this stage and the later ones")
     p.add_argument("--stop-after", choices=STAGES, default=None,

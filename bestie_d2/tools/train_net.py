@@ -16,11 +16,13 @@ from bestie_d2.config import load_config
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data.pseudo_coco import register_pseudo_coco_from_config
 from ..engine.checkpoint import SafeCheckpointer
 from ..engine.launch import launch
 from ..engine.trainer import Trainer
+from ..utils.env import environment_info, format_environment
 
 __all__ = ["setup", "main", "invoke_main"]
 
@@ -28,10 +30,15 @@ logger = logging.getLogger("bestie_d2")
 
 
 def setup(args):
-    """load_config (file, opts, CPU fallback, freeze) → pseudo-COCO registration → default_setup."""
+    """load_config (file, opts, CPU fallback, freeze) → pseudo-COCO registration → default_setup
+    → the ``bestie_d2`` logger (console + ``OUTPUT_DIR/log.txt``, as default_setup does for
+    detectron2's) → one log line describing the environment."""
     cfg = load_config(args.config_file, args.opts)
-    register_pseudo_coco_from_config(cfg)  # BESTIE.PSEUDO_COCO (Mask R-CNN refinement stage)
     default_setup(cfg, args)
+    # default_setup configures the "detectron2" and "fvcore" loggers only; ours would stay silent
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="bestie_d2", abbrev_name="bestie")
+    register_pseudo_coco_from_config(cfg)  # BESTIE.PSEUDO_COCO (Mask R-CNN refinement stage)
+    logger.info("Environment: " + format_environment(environment_info(seed=cfg.SEED)))
     return cfg
 
 

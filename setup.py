@@ -18,11 +18,12 @@ setup(
     extras_require={"test": ["pytest", "pytest-timeout"]},
     entry_points={
         "console_scripts": [
-            "bestie-extract-cues=bestie_d2.tools.extract_cues:main",
-            "bestie-cam-to-semantic=bestie_d2.tools.cam_to_semantic:main",
-            "bestie-export-pseudo-coco=bestie_d2.tools.export_pseudo_coco:main",
-            "bestie-predict=bestie_d2.tools.predict:main",
-            "bestie-visualize=bestie_d2.tools.visualize:main",
+            # each target is a no-argument function returning the exit status (0); see tests/test_cli.py
+            "bestie-extract-cues=bestie_d2.tools.extract_cues:cli",
+            "bestie-cam-to-semantic=bestie_d2.tools.cam_to_semantic:cli",
+            "bestie-export-pseudo-coco=bestie_d2.tools.export_pseudo_coco:cli",
+            "bestie-predict=bestie_d2.tools.predict:cli",
+            "bestie-visualize=bestie_d2.tools.visualize:cli",
         ]
     },
 )

@@ -21,7 +21,14 @@ folder and set ``BESTIE.DATA.WSSS_DIR`` to that folder.
 """
 from bestie_d2.tools.extract_cues import build_parser, invoke_main, main  # noqa: F401
 
-__all__ = ["main", "build_parser", "invoke_main"]
+__all__ = ["main", "build_parser", "invoke_main", "cli"]
+
+
+def cli(argv=None) -> int:
+    """Console script ``bestie-cam-to-semantic``: parse ``argv`` (default ``sys.argv[1:]``), run, exit 0."""
+    invoke_main(argv, mode="semantic")
+    return 0
+
 
 if __name__ == "__main__":
     invoke_main(mode="semantic")

@@ -54,6 +54,7 @@ __all__ = [
     "ImageLabelTestMapper",
     "main",
     "invoke_main",
+    "cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -510,6 +511,12 @@ def invoke_main(argv=None):
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+def cli(argv=None) -> int:
+    """Console script ``bestie-export-pseudo-coco``: parse ``argv`` (default ``sys.argv[1:]``), run, exit 0."""
+    invoke_main(argv)
+    return 0
 
 
 if __name__ == "__main__":

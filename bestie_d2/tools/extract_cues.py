@@ -65,6 +65,8 @@ __all__ = [
     "run_cam_inference",
     "semantic_from_cams",
     "main",
+    "invoke_main",
+    "cli",
 ]
 
 logger = logging.getLogger("bestie_d2.tools.extract_cues")
@@ -313,6 +315,12 @@ def invoke_main(argv=None, mode: str = "cues"):
         dist_url=args.dist_url,
         args=(args, mode),
     )
+
+
+def cli(argv=None) -> int:
+    """Console script ``bestie-extract-cues``: parse ``argv`` (default ``sys.argv[1:]``), run, exit 0."""
+    invoke_main(argv, mode="cues")
+    return 0
 
 
 if __name__ == "__main__":

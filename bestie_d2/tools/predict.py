@@ -56,6 +56,7 @@ __all__ = [
     "run_predict",
     "build_parser",
     "main",
+    "cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -332,6 +333,13 @@ def main(argv=None) -> Dict:
                            flip=args.flip, overlays=not args.no_overlays)
     except PredictError as e:
         parser.exit(1 if "could be read" in str(e) else 2, f"predict: error: {e}\n")
+
+
+def cli(argv=None) -> int:
+    """Console script ``bestie-predict``: like :func:`main`, but returns the exit status 0 (``main``
+    returns its summary, which a console-script wrapper would print and turn into exit status 1)."""
+    main(argv)
+    return 0
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ __all__ = [
     "demo_grid",
     "build_parser",
     "main",
+    "cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -605,6 +606,13 @@ def main(argv=None) -> List[str]:
         parser.exit(2, f"visualize: error: {e.args[0] if e.args else e}\n")
     except (BestieDataError, OSError, ValueError) as e:
         parser.exit(1, f"visualize: error: {e}{_hint(cfg, e)}\n")
+
+
+def cli(argv=None) -> int:
+    """Console script ``bestie-visualize``: like :func:`main`, but returns the exit status 0 (``main``
+    returns its summary, which a console-script wrapper would print and turn into exit status 1)."""
+    main(argv)
+    return 0
 
 
 if __name__ == "__main__":

@@ -155,3 +155,17 @@ def test_from_config():
     cfg.MODEL.BESTIE.CLUSTER.AREA_EPS = 4
     p = ClusterParams.from_config(cfg)
     assert p == ClusterParams(offset_threshold=2.5, area=21, area_eps=4, min_heatmap=0.05, merge_distance=100.0)
+
+
+def test_region_filling_the_whole_map_gives_no_cast_warning():
+    """Issue 16: a magnitude region covering the whole map left the background's NaN centroid to
+    be cast to int ('invalid value encountered in cast' on every inference)."""
+    import warnings
+
+    off = torch.zeros(2, 12, 14)  # |offset| < threshold everywhere: one region, no background
+    region = torch.ones(12, 14, dtype=torch.bool)
+    params = ClusterParams(area=12 * 14, area_eps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = cluster_centers(off, region, region.float(), params)
+    assert got.tolist() == [[5, 6]]  # int-truncated centroid of the full map

@@ -216,3 +216,16 @@ def test_matches_reference_on_random_maps(supervision):
         np.testing.assert_array_equal(t["weight"], ref[2])
         accepted += t["weight"].sum() > 0
     assert accepted >= 3
+
+
+def test_component_filling_its_bounding_box_gives_no_cast_warning():
+    """Issue 16: a class mask that fills its bounding box has an empty label 0 in the components
+    of that box (NaN centroid); casting it warned on every such sample."""
+    import warnings
+
+    sem = np.zeros((20, 20), np.uint8)
+    sem[4:14, 5:15] = 1  # a rectangle: its bounding box is all foreground
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = _targets(sem, [[8, 8, 0]], _label(0), min_area=1)
+    assert t["weight"].sum() == 100 and t["center"][0, 8, 9] == 1.0

@@ -154,9 +154,13 @@ def make_pseudo_targets(
         accept[0] = False
         if not accept.any():
             continue
-        # int-truncated float centroids (non-negative, so truncation == floor), full-map coords
-        cx = cents[:, 0].astype(np.int64) + x0
-        cy = cents[:, 1].astype(np.int64) + y0
+        # int-truncated float centroids (non-negative, so truncation == floor), full-map coords;
+        # label 0 (outside the mask) is skipped: it has no pixel, and a NaN centroid, when the
+        # mask fills its bounding box
+        cx = np.zeros(n, dtype=np.int64)
+        cy = np.zeros(n, dtype=np.int64)
+        cx[1:] = cents[1:, 0].astype(np.int64) + x0
+        cy[1:] = cents[1:, 1].astype(np.int64) + y0
         ys, xs = np.nonzero(accept[labels])
         lab = labels[ys, xs]
         ys += y0

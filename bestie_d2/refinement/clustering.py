@@ -80,9 +80,13 @@ def _regions_4conn(mask_u8):
     """
     n, labels, stats, cents = cv2.connectedComponentsWithStats(mask_u8, connectivity=4, ltype=cv2.CV_32S)
     areas = stats[:, cv2.CC_STAT_AREA]
-    # int-truncated centroid (non-negative, so truncation == floor); cv2 divides exact integer sums
-    cy = cents[:, 1].astype(np.int64)
-    cx = cents[:, 0].astype(np.int64)
+    # int-truncated centroid (non-negative, so truncation == floor); cv2 divides exact integer sums.
+    # Entry 0 (background) is left at 0: when the mask covers the whole map the background has no
+    # pixel and cv2 gives it a NaN centroid, whose cast to int is undefined (RuntimeWarning).
+    cy = np.zeros(n, dtype=np.int64)
+    cx = np.zeros(n, dtype=np.int64)
+    cy[1:] = cents[1:, 1].astype(np.int64)
+    cx[1:] = cents[1:, 0].astype(np.int64)
     first = np.full(n, -1, dtype=np.int64)
     if n > 1:
         flat = labels.reshape(-1)

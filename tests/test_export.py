@@ -165,6 +165,22 @@ def test_export_format_and_exact_masks(toy, tmp_path):
     }
 
 
+def test_export_json_mode_and_full_progress_bar(toy, tmp_path, capsys):
+    """Issue 16: the json gets the usual file mode (0644 under umask 022, not mkstemp's 0600) and
+    the progress bar reaches n/n (it stopped at 2/3 on 3 images)."""
+    name = _subset("test_toy_train_first3", toy["records"][:3])
+    out = tmp_path / "pseudo.json"
+    old = os.umask(0o022)
+    try:
+        export_pseudo_coco(toy["model"], name, str(out))
+    finally:
+        os.umask(old)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "2/3" not in err.split("3/3")[-1]
+    assert sorted(os.listdir(tmp_path)) == ["pseudo.json"]  # no temporary file left
+
+
 @pytest.mark.parametrize(
     "kwargs,extra_kinds",
     [

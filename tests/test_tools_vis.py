@@ -286,6 +286,30 @@ def test_predict_folder(toy_root, trained_weights, tmp_path):
     assert json.loads((out2 / "predictions.json").read_text()) == []
 
 
+def test_predict_console_script_exit_status_and_file_modes(toy_root, trained_weights, tmp_path):
+    """Issue 16: the installed bestie-predict exits 0 after a successful run (its target used to
+    return the summary dict, which the wrapper prints and turns into status 1), and the json and
+    overlays get the usual file mode (0644 under umask 022; the atomic writer left 0600)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "images"
+    src.mkdir()
+    shutil.copy(os.path.join(toy_root, "JPEGImages", "toy_val_000000.jpg"), src / "a.jpg")
+    out = tmp_path / "pred"
+    script = os.path.join(os.path.dirname(sys.executable), "bestie-predict")
+    old = os.umask(0o022)  # inherited by the child
+    try:
+        p = subprocess.run([script, "--config-file", CFG_IMAGE, "--input", str(src), "--output", str(out),
+                            "--score-threshold", "0", "MODEL.WEIGHTS", trained_weights],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        os.umask(old)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for f in (out / "predictions.json", out / "overlays" / "a.png"):
+        assert oct(os.stat(f).st_mode & 0o777) == oct(0o644), f
+
+
 def test_predict_errors(trained_weights, tmp_path, capsys):
     from bestie_d2.tools import predict
 

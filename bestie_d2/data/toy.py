@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..utils.io import new_file_mode
 from .errors import BestieDataError
 from .points import write_points
 
@@ -353,7 +354,7 @@ def generate_toy_dataset(root, *, seed: int = 0, num_train: int = 300, num_val: 
     logger.info("Generating the toy data set (seed=%d, %d train, %d val) in %s", seed, num_train, num_val, root)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(root) + ".tmp-", dir=parent)
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, new_file_mode(0o777))  # mkdtemp makes 0700 folders
         for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation",
                     "cls_labels", "Center_points", "annotations"):
             os.makedirs(os.path.join(tmp, sub), exist_ok=True)

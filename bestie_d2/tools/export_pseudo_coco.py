@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
@@ -160,20 +159,12 @@ def merge_entries(entries: List[dict], categories: List[dict], info: Optional[di
 
 
 def write_json_atomic(obj, path: str) -> None:
-    """``json.dump`` to a temporary file in the target folder, fsync, ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    """``json.dump`` to a temporary file in the target folder, fsync, ``os.replace``
+    (:func:`bestie_d2.utils.io.atomic_open`: the file gets the usual ``0o666 & ~umask`` mode)."""
+    from ..utils.io import atomic_open
+
+    with atomic_open(path, "w", fsync=True) as f:
+        json.dump(obj, f, separators=(",", ":"))
 
 
 def summarize(coco: dict, dataset_name: str, stats: Counter) -> dict:
@@ -281,12 +272,15 @@ def predict_entries(
         num_workers=num_workers,
         collate_fn=trivial_batch_collator,
     )
+    pbar = None
     if progress:
         from tqdm import tqdm
 
-        loader = tqdm(loader, total=len(subset), desc="export pseudo labels", dynamic_ncols=True)
+        # updated by hand once an image is done: a tqdm-wrapped loader zipped with the (shorter
+        # or equal) index list is never asked for its end, so the bar stopped at n-1 of n
+        pbar = tqdm(total=len(subset), desc="export pseudo labels", dynamic_ncols=True)
     entries = []
-    with _model_settings(model), torch.no_grad():
+    with _model_settings(model), torch.no_grad(), (pbar if pbar is not None else contextlib.nullcontext()):
         for index, record, batch in zip(indices, subset, loader):
             inp = batch[0]
             out = model([inp])[0]
@@ -310,6 +304,8 @@ def predict_entries(
                     "annotations": anns,
                 }
             )
+            if pbar is not None:
+                pbar.update(1)
     return entries
 
 

@@ -1,27 +1,63 @@
-"""Atomic file writes: a temporary file in the target folder, then ``os.replace``."""
+"""Atomic file writes: a temporary file in the target folder, then ``os.replace``.
+
+Written files get the usual mode of a new file, ``0o666 & ~umask`` (0644 under the common umask
+022), like ``open(path, "w")``; ``tempfile.mkstemp`` alone would leave them 0600.
+"""
+import contextlib
 import os
 import tempfile
 from typing import Union
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_open", "current_umask", "new_file_mode"]
 
 
-def atomic_write(path, data: Union[bytes, str]) -> str:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
-    partial file; creates the folder. Returns the path."""
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no way to read it without setting it: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(base: int = 0o666) -> int:
+    """``base & ~umask``: the mode ``open()`` / ``mkdir()`` would give a new file / folder."""
+    return base & ~current_umask()
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "w", *, fsync: bool = False, encoding: str = "utf-8"):
+    """``with atomic_open(path) as f: ...`` writes to a temporary file in ``path``'s folder and
+    moves it onto ``path`` (``os.replace``) when the block ends without an exception, so readers
+    see the old file or the whole new one; on an exception the temporary file is removed. Creates
+    the folder. ``mode`` is "w" (text) or "wb"; ``fsync`` flushes to disk before the move."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600 files
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
-    return path
+
+
+def atomic_write(path, data: Union[bytes, str], *, fsync: bool = False) -> str:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
+    with atomic_open(path, "wb", fsync=fsync) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return os.fspath(path)

@@ -24,6 +24,7 @@ setup(
             "bestie-export-pseudo-coco=bestie_d2.tools.export_pseudo_coco:cli",
             "bestie-predict=bestie_d2.tools.predict:cli",
             "bestie-visualize=bestie_d2.tools.visualize:cli",
+            "bestie-prepare-points=bestie_d2.tools.prepare_points:cli",
         ]
     },
 )

@@ -25,6 +25,7 @@ setup(
             "bestie-predict=bestie_d2.tools.predict:cli",
             "bestie-visualize=bestie_d2.tools.visualize:cli",
             "bestie-prepare-points=bestie_d2.tools.prepare_points:cli",
+            "bestie-check-data=bestie_d2.tools.check_data:cli",
         ]
     },
 )

@@ -37,6 +37,14 @@ def add_bestie_config(cfg):
     # What to do with a training image whose image / cue file / WSSS map is missing: "error" (one
     # clear error before training starts) or "skip" (dropped; the count is logged once).
     _C.BESTIE.DATA.MISSING_INPUT = "error"
+    # Data check at the start of BESTIE training (bestie_d2.data.input_check): "full" parses every
+    # cue file and reads every WSSS map (bad files: one error listing them all; class conventions
+    # counted); "exists" only checks that the files exist (faster, for very large sets).
+    _C.BESTIE.DATA.CHECK_INPUTS = "full"
+    # Data check: a data set whose cues / WSSS maps disagree with the image labels (1-based cue
+    # classes, WSSS maps without the background shift, cues outside their class's region) on more
+    # than this fraction of its images is an error naming the likely cause; fewer: a warning.
+    _C.BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION = 0.05
 
     # Pseudo-label COCO json for the Mask R-CNN refinement stage (METHOD.md §9), registered by
     # bestie_d2.data.pseudo_coco.register_pseudo_coco_from_config (train_net.setup calls it).

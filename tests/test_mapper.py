@@ -259,10 +259,13 @@ def test_mapper_errors_name_the_files(voc_root):
         mapper(_record(voc_root))
     msg = str(ei.value)
     assert str(wsss) in msg and "2007_000001" in msg and "JPEGImages" in msg
-    # RGB WSSS map
+    # RGB WSSS map: VOC palette colours are mapped back (issue 16), other colours are refused
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(wsss)
-    with pytest.raises(BestieDataError, match="single-channel"):
+    mapper(_record(voc_root))
+    Image.fromarray(np.full((H, W, 3), 7, np.uint8)).save(wsss)
+    with pytest.raises(BestieDataError, match="not a VOC palette colour") as ei:
         mapper(_record(voc_root))
+    assert str(wsss) in str(ei.value)
     _write_palette_png(wsss, np.zeros((H, W), np.uint8))
     # missing cue file
     os.remove(voc_root / "Peak_points" / "2007_000001.txt")

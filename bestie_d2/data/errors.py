@@ -15,6 +15,9 @@ __all__ = [
     "ClassIdError",
     "AnnotationError",
     "ImageSizeMismatchError",
+    "WSSSMapError",
+    "DataCheckError",
+    "LabelConventionError",
 ]
 
 
@@ -65,3 +68,28 @@ class AnnotationError(BestieDataError):
 
 class ImageSizeMismatchError(BestieDataError):
     """A label map (WSSS map, SegmentationClass/Object PNG) does not have the image's size."""
+
+
+class WSSSMapError(BestieDataError):
+    """A WSSS semantic map is unreadable, has an unsupported image mode, or colours outside the VOC palette."""
+
+
+class DataCheckError(BestieDataError):
+    """The up-front check of the training inputs found problems (``bestie_d2.data.input_check``).
+
+    ``problems``: one line per bad file (file, line, reason); ``report_file``: where the full list
+    was written, if anywhere."""
+
+    def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None,
+                 problems=(), report_file: Optional[str] = None):
+        super().__init__(message, path, line)
+        self.problems = list(problems)
+        self.report_file = report_file
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.line, self.problems, self.report_file))
+
+
+class LabelConventionError(DataCheckError, ClassIdError):
+    """Cues / WSSS maps disagree with the image labels on too many images of a data set: the class
+    convention is likely wrong (1-based cue classes, WSSS maps without the background shift, ...)."""

@@ -1,69 +1,442 @@
-"""Up-front check of every training record's input files, before any DataLoader worker starts.
+"""The data check: an up-front check of every training record's inputs, before any worker starts.
 
-A missing image, WSSS map or cue file would otherwise surface as an error deep inside a worker,
-possibly hours into training. ``BESTIE.DATA.MISSING_INPUT`` chooses what happens instead:
-``"error"`` (default) raises one clear error that counts the problem records and names the
-first ones; ``"skip"`` drops them and logs how many were skipped and why.
+Run by the trainer at the start of every BESTIE training (``Trainer.build_train_loader``), by
+``bestie-check-data`` / ``python -m bestie_d2.tools.check_data`` on its own, and per record by
+:func:`validate_record_inputs`. A bad input would otherwise surface deep inside a data-loader
+worker hours into training — or, worse, train silently on nothing.
+
+Per record (``BESTIE.DATA.CHECK_INPUTS``: "full", the default, or "exists" for the first point only):
+
+1. the image, cue/point file and WSSS map exist. ``BESTIE.DATA.MISSING_INPUT`` chooses what a
+   missing one does: "error" (default) or "skip" (the record is dropped; the count is logged);
+2. the cue/point file parses (:func:`~bestie_d2.data.points.read_points`: 4 fields, class
+   ``0..C-1``, confidence in [0, 1], inside the image) and the WSSS map passes the one WSSS
+   reader (:func:`~bestie_d2.data.wsss.read_wsss_map`: mode, size, values in ``{0..C, 255}``).
+   Every bad file is collected (file and line) and reported in one error, whatever the policy;
+3. the class conventions (:func:`label_convention_flags`), counted per data set:
+
+   * ``cue_class``: most of an image's cues have classes absent from its image label (1-based
+     class ids in the cue files?);
+   * ``wsss_class``: most of a WSSS map's foreground has classes absent from the image label
+     (0-based class values, no background shift?);
+   * ``cues_outside``: none of an image's kept cues lies in its class's WSSS region (coordinates
+     swapped or of a resized image? maps and cues of different images?).
+
+   Above ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` of a data set's images this is an error naming
+   the likely cause and example files; below it, a warning. Such runs otherwise train with
+   ``loss_center 0`` / ``loss_offset_pseudo 0``: no pseudo instance is ever made.
+
+Speed: files are read by a thread pool (PNG decoding releases the GIL); images are only checked
+to exist (the mapper decodes them). See ``docs/DEVELOPING.md`` for measured rates.
 """
 import logging
 import os
-from typing import Callable, List, Tuple
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .errors import MissingDataError
+import numpy as np
 
-__all__ = ["check_training_inputs", "MISSING_INPUT_POLICIES"]
+from .errors import (
+    BestieDataError,
+    DataCheckError,
+    LabelConventionError,
+    MissingDataError,
+)
+from .points import read_points
+from .wsss import label_histogram, read_wsss_map, read_wsss_map_with_mode
+
+__all__ = [
+    "check_training_inputs",
+    "label_convention_flags",
+    "validate_record_inputs",
+    "points_file_for",
+    "RecordInputs",
+    "CONVENTION_CHECKS",
+    "MISSING_INPUT_POLICIES",
+    "CHECK_MODES",
+]
 
 logger = logging.getLogger(__name__)
 MISSING_INPUT_POLICIES = ("error", "skip")
+CHECK_MODES = ("full", "exists")
+MAX_LISTED = 20  # bad files listed in an error message (all of them go to the report file)
+
+#: kind -> (what was found, likely cause), for :func:`label_convention_flags`' flags.
+CONVENTION_CHECKS = {
+    "cue_class": (
+        "most cues have classes absent from the image label",
+        "1-based class ids in the cue/point files? Classes are 0..C-1 (c = VOC id - 1), like the image labels",
+    ),
+    "wsss_class": (
+        "most of the WSSS foreground has classes absent from the image label",
+        "0-based class values in the WSSS maps (no background shift)? Maps hold c+1 for class c, 0 = background",
+    ),
+    "cues_outside": (
+        "no kept cue lies in the WSSS region of its class",
+        "cue coordinates not in original-image pixels (x/y swapped, from a resized image?), or cue "
+        "files and WSSS maps of different images",
+    ),
+}
 
 
-def _missing_paths(record, path_fns) -> List[Tuple[str, str]]:
-    out = []
+# ------------------------------------------------------------------------------------------------
+# Class-convention signals of one image
+# ------------------------------------------------------------------------------------------------
+def label_convention_flags(points, sem, image_label, cue_threshold: Optional[float] = None) -> Dict[str, dict]:
+    """Signs that one image's cues / WSSS map follow another class convention than its image label.
+
+    Args:
+        points: ``(N, 4)`` ``[x, y, c, conf]`` (all confidences; inside the image) or None.
+        sem: ``(H, W)`` WSSS map with values in ``{0..C, 255}``, or None.
+        image_label: the image's class ids ``0..C-1``.
+        cue_threshold: only cues with ``conf > cue_threshold`` count for ``cues_outside`` (those
+            are the ones that train); None = all.
+
+    Returns:
+        ``{kind: details}`` for the kinds of :data:`CONVENTION_CHECKS` that apply (empty when the
+        image looks consistent, or has no label). ``cue_class``/``wsss_class`` details hold the
+        absent classes and ``shift``, the fraction of them explained by the suspected off-by-one
+        (1-based cues: ``c - 1`` is labelled; 0-based maps: ``v`` is labelled).
+    """
+    label = np.asarray(sorted({int(c) for c in image_label}), dtype=np.int64)
+    flags: Dict[str, dict] = {}
+    if label.size == 0:
+        return flags
+    pts = None if points is None else np.asarray(points, dtype=np.float64).reshape(-1, 4)
+    if pts is not None and len(pts):
+        cls = pts[:, 2].astype(np.int64)
+        absent = ~np.isin(cls, label)
+        if absent.sum() * 2 > len(cls):
+            shifted = np.isin(cls[absent] - 1, label)
+            flags["cue_class"] = {"classes": sorted({int(c) for c in cls[absent]}),
+                                  "shift": float(shifted.mean())}
+    if sem is not None:
+        counts = label_histogram(sem)
+        vals = np.flatnonzero(counts[1:255]) + 1
+        n_fg = int(counts[vals].sum())
+        bad = vals[~np.isin(vals - 1, label)]
+        n_bad = int(counts[bad].sum())
+        if n_fg and n_bad * 2 > n_fg:
+            n_shift = int(counts[bad[np.isin(bad, label)]].sum())
+            flags["wsss_class"] = {"values": [int(v) for v in bad], "shift": n_shift / n_bad}
+    if pts is not None and sem is not None and not flags:
+        kept = pts if cue_threshold is None else pts[pts[:, 3] > np.float32(cue_threshold)]
+        kept = kept[np.isin(kept[:, 2].astype(np.int64), label)]
+        if len(kept):
+            H, W = sem.shape
+            x = np.clip(kept[:, 0].astype(np.int64), 0, W - 1)
+            y = np.clip(kept[:, 1].astype(np.int64), 0, H - 1)
+            if not (sem[y, x].astype(np.int64) == kept[:, 2].astype(np.int64) + 1).any():
+                flags["cues_outside"] = {"cues": int(len(kept))}
+    return flags
+
+
+def _likely_cause(kind: str, details: List[dict]) -> str:
+    cause = CONVENTION_CHECKS[kind][1]
+    if kind in ("cue_class", "wsss_class") and details:
+        shift = float(np.mean([d["shift"] for d in details]))
+        if shift < 0.5:  # the off-by-one does not explain them
+            cause = ("a different class order or class set than the image labels, or inputs of other "
+                     f"images? ({cause.split('?')[0]}: only {100 * shift:.0f}% fit that)")
+    return cause
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-record check
+# ------------------------------------------------------------------------------------------------
+class _Result(NamedTuple):
+    missing: List[Tuple[str, str]]  # (what, path or reason)
+    errors: List[str]  # "file[, line N]: reason"
+    checked: bool  # cue file and WSSS map were read
+    rgb: bool
+    flags: Dict[str, dict]
+    paths: Dict[str, str]
+
+
+def _image_size(record) -> Optional[Tuple[int, int]]:
+    if "height" in record and "width" in record:
+        return int(record["height"]), int(record["width"])
+    return None
+
+
+def _inspect(record, path_fns, num_classes, cue_threshold, full) -> _Result:
+    missing, errors, paths = [], [], {}
     for what, fn in path_fns:
         try:
             p = fn(record)
         except Exception as e:  # e.g. the record has no path and the config gives no folder
-            out.append((what, str(e)))
+            missing.append((what, str(e)))
             continue
+        paths[what] = p
         if not os.path.isfile(p):
-            out.append((what, p))
-    return out
+            missing.append((what, p))
+    rgb, flags, checked = False, {}, False
+    if not full:
+        return _Result(missing, errors, checked, rgb, flags, paths)
+    size = _image_size(record)
+    pts = sem = None
+    pf, wf = paths.get("cues"), paths.get("wsss")
+    if pf is not None and os.path.isfile(pf):
+        try:
+            pts = read_points(pf, num_classes, image_size=size)
+        except BestieDataError as e:
+            errors.append(str(e))
+    if wf is not None and os.path.isfile(wf):
+        try:
+            sem, mode = read_wsss_map_with_mode(wf, num_classes, size, image_path=record.get("file_name"))
+            rgb = mode in ("RGB", "RGBA")
+        except BestieDataError as e:
+            errors.append(str(e))
+    if "image_label" not in record:
+        errors.append(f"record {record.get('image_id')!r} ({record.get('file_name')}): no 'image_label'")
+    elif pts is not None and sem is not None:
+        checked = True
+        flags = label_convention_flags(pts, sem, record["image_label"], cue_threshold)
+    return _Result(missing, errors, checked, rgb, flags, paths)
 
 
-def check_training_inputs(records: List[dict], mapper, policy: str = "error", dataset_names=()) -> List[dict]:
-    """Return the records whose image, WSSS map and cue file all exist (see module doc).
+def _normalise(records, dataset_names) -> Dict[str, List[dict]]:
+    if isinstance(records, Mapping):
+        return {str(k): list(v) for k, v in records.items()}
+    name = ", ".join(dataset_names) if dataset_names else "the training set"
+    return {name: list(records)}
+
+
+def _listing(lines: Sequence[str], report_file: Optional[str]) -> str:
+    shown = "\n".join("  " + s for s in lines[:MAX_LISTED])
+    if len(lines) > MAX_LISTED:
+        where = f"all of them in {report_file}" if report_file else "all of them in the exception's .problems"
+        shown += f"\n  ... and {len(lines) - MAX_LISTED} more ({where})"
+    return shown
+
+
+def check_training_inputs(
+    records: Union[List[dict], Mapping[str, List[dict]]],
+    mapper,
+    policy: str = "error",
+    dataset_names: Sequence[str] = (),
+    *,
+    check: str = "full",
+    max_mismatch_fraction: float = 0.05,
+    report_file: Optional[str] = None,
+    num_threads: Optional[int] = None,
+) -> List[dict]:
+    """Check the training records' inputs (module doc); return the records to train on.
 
     Args:
-        records: training data set dicts.
-        mapper: a :class:`~bestie_d2.data.mappers.BestieDatasetMapper` (its ``wsss_path`` and
-            ``points_path`` resolve each record's files from the record or the configured folders).
-        policy: "error" or "skip".
+        records: the training records: a list (one data set, named by ``dataset_names``), or
+            ``{data set name: records}`` so the class conventions are counted per data set.
+        mapper: a :class:`~bestie_d2.data.mappers.BestieDatasetMapper` (``wsss_path`` /
+            ``points_path`` resolve each record's files; ``num_classes``, ``supervision``,
+            ``cue_threshold``).
+        policy: ``BESTIE.DATA.MISSING_INPUT``, "error" or "skip" (missing files only).
+        check: ``BESTIE.DATA.CHECK_INPUTS``, "full" or "exists".
+        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION``.
+        report_file: if given and problems are found, every problem line is written there.
+        num_threads: reader threads (default ``min(8, cpu count)``).
+
+    Raises:
+        MissingDataError: only missing files (policy "error"), or nothing left after skipping.
+        LabelConventionError: only class-convention mismatches above the threshold.
+        DataCheckError: bad files (listed with file and line), possibly with the above.
     """
     if policy not in MISSING_INPUT_POLICIES:
         raise ValueError(f"BESTIE.DATA.MISSING_INPUT must be one of {MISSING_INPUT_POLICIES}, got {policy!r}")
+    if check not in CHECK_MODES:
+        raise ValueError(f"BESTIE.DATA.CHECK_INPUTS must be one of {CHECK_MODES}, got {check!r}")
+    t0 = time.perf_counter()
+    groups = _normalise(records, dataset_names)
+    cues_what = "cue file" if mapper.supervision == "image" else "point file"
     path_fns: List[Tuple[str, Callable]] = [
         ("image", lambda r: r["file_name"]),
-        ("WSSS map", mapper.wsss_path),
-        ("cue file" if mapper.supervision == "image" else "point file", mapper.points_path),
+        ("wsss", mapper.wsss_path),
+        ("cues", mapper.points_path),
     ]
-    keep, problems = [], []
-    for r in records:
-        miss = _missing_paths(r, path_fns)
-        if miss:
-            problems.append((r.get("image_id", "?"), miss))
+    what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
+    flat = [r for recs in groups.values() for r in recs]
+    full = check == "full"
+    C, thr = int(mapper.num_classes), float(mapper.cue_threshold)
+
+    def inspect(r):
+        return _inspect(r, path_fns, C, thr, full)
+
+    n_threads = num_threads or min(8, os.cpu_count() or 1)
+    if full and n_threads > 1 and len(flat) >= 64:
+        with ThreadPoolExecutor(max_workers=n_threads) as ex:
+            results = list(ex.map(inspect, flat, chunksize=32))
+    else:
+        results = [inspect(r) for r in flat]
+
+    keep: List[dict] = []
+    missing_lines, bad_lines, conv_lines, conv_error_lines = [], [], [], []
+    n_missing_records = 0
+    i = 0
+    for name, recs in groups.items():
+        res = results[i:i + len(recs)]
+        i += len(recs)
+        flagged: Dict[str, List[Tuple[dict, dict, _Result]]] = {k: [] for k in CONVENTION_CHECKS}
+        n_checked = n_rgb = 0
+        for r, x in zip(recs, res):
+            if x.missing:
+                n_missing_records += 1
+                iid = r.get("image_id", "?")
+                missing_lines += [f"{iid}: {what_name[w]} {p}" for w, p in x.missing]
+            else:
+                keep.append(r)
+            bad_lines += x.errors
+            n_checked += x.checked
+            n_rgb += x.rgb
+            for k, d in x.flags.items():
+                flagged[k].append((r, d, x))
+        if n_rgb:
+            logger.warning(
+                f"{n_rgb} of {len(recs)} WSSS maps of {name} are RGB images: their colours are mapped back "
+                "to label values through the VOC palette (save palette or grey PNGs to avoid this)"
+            )
+        for kind, items in flagged.items():
+            if not items:
+                continue
+            frac = len(items) / max(n_checked, 1)
+            found = CONVENTION_CHECKS[kind][0]
+            cause = _likely_cause(kind, [d for _, d, _ in items])
+            key = "cues" if kind != "wsss_class" else "wsss"
+            examples = [x.paths.get(key, r.get("image_id", "?")) for r, _, x in items]
+            head = (f"{name}: {len(items)} of {n_checked} images ({100 * frac:.1f}%): {found}. "
+                    f"Likely cause: {cause}")
+            if frac > max_mismatch_fraction:
+                conv_error_lines.append(head + "\n    e.g. " + "\n    e.g. ".join(examples[:5]))
+                conv_lines += [f"{p}: {found}" for p in examples]
+            else:
+                logger.warning(
+                    head + f" (below BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION={max_mismatch_fraction:g}; "
+                    f"e.g. {', '.join(examples[:3])})"
+                )
+
+    all_names = ", ".join(groups)
+    n_total = len(flat)
+    missing_fatal = bool(missing_lines) and policy == "error"
+    if (missing_fatal or bad_lines or conv_error_lines) and report_file:
+        try:
+            from ..utils.io import atomic_write
+
+            atomic_write(report_file, "".join(s + "\n" for s in missing_lines + bad_lines + conv_lines))
+        except OSError as e:
+            logger.warning(f"could not write the data-check report {report_file}: {e}")
+            report_file = None
+    elif not (missing_fatal or bad_lines or conv_error_lines):
+        report_file = None
+
+    sections = []
+    if missing_lines:
+        msg = (f"{n_missing_records} of {n_total} training images in {all_names} have missing inputs:\n"
+               + _listing(missing_lines, report_file))
+        if missing_fatal:
+            sections.append(
+                msg + "\nCreate them (extract_cues / cam_to_semantic), point BESTIE.DATA.PEAK_POINTS_DIR / "
+                "CENTER_POINTS_DIR / WSSS_DIR at them, or set BESTIE.DATA.MISSING_INPUT skip."
+            )
+        elif not keep:
+            raise MissingDataError(msg + "\nnothing left to train on (BESTIE.DATA.MISSING_INPUT=skip)")
         else:
-            keep.append(r)
-    if not problems:
-        return keep
-    names = ", ".join(dataset_names) or "the training set"
-    examples = "; ".join(f"{iid}: {what} {p}" for iid, miss in problems[:5] for what, p in miss[:1])
-    msg = f"{len(problems)} of {len(records)} training images in {names} have missing inputs (e.g. {examples})"
-    if policy == "error":
-        raise MissingDataError(
-            msg + ". Create them (extract_cues / cam_to_semantic), point BESTIE.DATA.PEAK_POINTS_DIR / "
-            "CENTER_POINTS_DIR / WSSS_DIR at them, or set BESTIE.DATA.MISSING_INPUT skip."
+            logger.warning(f"Skipped {n_missing_records} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
+    if bad_lines:
+        sections.append(f"{len(bad_lines)} input files of {all_names} are invalid:\n" + _listing(bad_lines, report_file))
+    if conv_error_lines:
+        sections.append(
+            "The cues / WSSS maps disagree with the image labels (classes are 0..C-1; WSSS maps hold "
+            "0 = background, c+1 = class c, 255 = ignore):\n  " + "\n  ".join(conv_error_lines)
+            + f"\n(error above BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION={max_mismatch_fraction:g} of a data "
+            "set's images; training on these inputs makes no pseudo instance)"
         )
-    if not keep:
-        raise MissingDataError(msg + ": nothing left to train on")
-    logger.warning(f"Skipped {len(problems)} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
+    if sections:
+        text = "Data check failed.\n" + "\n".join(sections)
+        if report_file:
+            text += f"\nFull list: {report_file}"
+        problems = (missing_lines if missing_fatal else []) + bad_lines + conv_lines
+        if missing_fatal and not bad_lines and not conv_error_lines:
+            raise MissingDataError(text)
+        if conv_error_lines and not bad_lines and not missing_fatal:
+            raise LabelConventionError(text, problems=problems, report_file=report_file)
+        raise DataCheckError(text, problems=problems, report_file=report_file)
+    logger.info(
+        f"Data check ({check}) of {n_total} training images in {all_names}: "
+        f"{len(keep)} to train on, {time.perf_counter() - t0:.1f}s"
+    )
     return keep
+
+
+# ------------------------------------------------------------------------------------------------
+# One record (public helper, e.g. for custom data sets)
+# ------------------------------------------------------------------------------------------------
+class RecordInputs(NamedTuple):
+    """What :func:`validate_record_inputs` read: ``points`` (N,4) float32 or None, ``wsss`` (H,W) uint8 or None."""
+
+    points: Optional[np.ndarray]
+    wsss: Optional[np.ndarray]
+
+
+def points_file_for(record: dict, supervision: str) -> str:
+    """The cue file a record uses: ``peak_points_file`` ("image") or ``center_points_file`` ("point")."""
+    if supervision == "image":
+        key = "peak_points_file"
+    elif supervision == "point":
+        key = "center_points_file"
+    else:
+        raise ValueError(f"supervision must be 'image' or 'point', got {supervision!r}")
+    if key not in record:
+        raise KeyError(f"record {record.get('image_id')!r} has no {key!r}")
+    return record[key]
+
+
+def validate_record_inputs(
+    record: dict,
+    num_classes: int,
+    supervision: Optional[str],
+    *,
+    points_file: Optional[str] = None,
+    wsss_file: Optional[str] = None,
+    require_wsss: bool = True,
+    check_image: bool = True,
+) -> RecordInputs:
+    """Check (and read) the per-image inputs of one record with the same readers as training;
+    errors name the file (and line).
+
+    Args:
+        record: a data-set record (``height``, ``width``, ``file_name``, cue/WSSS paths).
+        num_classes: C.
+        supervision: "image" (reads ``peak_points_file``), "point" (``center_points_file``) or
+            None (no cue file).
+        points_file / wsss_file: override the record's paths (e.g. ``BESTIE.DATA.*_DIR``).
+        require_wsss: the WSSS map must exist (BESTIE training needs it in both routes).
+        check_image: the image file must exist.
+
+    Returns:
+        :class:`RecordInputs` with the points (``(N,4)`` float32, all confidences) and the WSSS
+        map (``(H,W)`` uint8).
+
+    Raises:
+        MissingDataError (also a FileNotFoundError): image / cue file / WSSS map missing.
+        PointsFileError, ClassIdError: a bad cue line (file + line) or WSSS value.
+        ImageSizeMismatchError: WSSS map size != image size, or a point outside the image.
+        WSSSMapError: an unreadable WSSS map, unsupported mode or colours.
+    """
+    H, W = int(record["height"]), int(record["width"])
+    if check_image and "file_name" in record and not os.path.exists(record["file_name"]):
+        raise MissingDataError("image does not exist", path=record["file_name"])
+    points = None
+    if supervision is not None:
+        pf = points_file if points_file is not None else points_file_for(record, supervision)
+        points = read_points(pf, num_classes, image_size=(H, W))
+    wsss = None
+    wf = wsss_file if wsss_file is not None else record.get("wsss_file")
+    if wf is None or not os.path.exists(wf):
+        if require_wsss:
+            raise MissingDataError(
+                "WSSS semantic map does not exist (make one with cam_to_semantic or point "
+                "BESTIE.DATA.WSSS_DIR at your WSSS method's output)",
+                path=wf if wf is not None else f"<record {record.get('image_id')!r} has no wsss_file>",
+            )
+    else:
+        wsss = read_wsss_map(wf, num_classes, image_size=(H, W), image_path=record.get("file_name"))
+    return RecordInputs(points, wsss)

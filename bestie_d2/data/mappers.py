@@ -33,39 +33,15 @@ from PIL import Image
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 
-from .errors import BestieDataError, ClassIdError, ImageSizeMismatchError, MissingDataError
+from .errors import BestieDataError, ClassIdError
 from .points import filter_by_confidence, read_points
 from .targets import SUPERVISION_TYPES, make_pseudo_targets
 from .transforms import BestieAugmentation
+from .wsss import read_wsss_map  # the one WSSS reader (also bestie_d2.data.datasets.read_wsss_map)
 
 __all__ = ["BestieDatasetMapper", "read_wsss_map", "image_label_vector"]
 
 logger = logging.getLogger(__name__)
-
-
-def read_wsss_map(path):
-    """Read a single-channel semantic PNG (palette or grey) as an ``(H, W)`` uint8 array."""
-    if not os.path.isfile(path):
-        raise MissingDataError("WSSS map not found", path=path)
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            arr = np.asarray(im)
-    except Exception as e:  # corrupt / not an image
-        raise BestieDataError(f"cannot read WSSS map: {e}", path=path) from e
-    if arr.ndim != 2:
-        raise BestieDataError(
-            f"WSSS map must be single-channel (palette or grey), got mode {mode} "
-            f"with shape {arr.shape}", path=path,
-        )
-    if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
-            raise BestieDataError(
-                f"WSSS map must hold uint8 labels (0 bg, c+1 class c, 255 ignore), "
-                f"got dtype {arr.dtype}", path=path,
-            )
-        arr = arr.astype(np.uint8)
-    return arr
 
 
 def image_label_vector(labels, num_classes):
@@ -266,15 +242,11 @@ class BestieDatasetMapper:
         h, w = image.shape[:2]
 
         wsss_file = self.wsss_path(record)
-        sem = read_wsss_map(wsss_file)
-        if sem.shape != (h, w):
-            raise ImageSizeMismatchError(
-                f"WSSS map is {sem.shape[1]}x{sem.shape[0]} (WxH) but image "
-                f"{record['file_name']} is {w}x{h}", path=wsss_file,
-            )
+        sem = read_wsss_map(wsss_file, self.num_classes, image_size=(h, w), image_path=record["file_name"])
 
         points_file = self.points_path(record)
         pts = read_points(points_file, self.num_classes, image_size=(h, w))
+        self._warn_label_convention(record, pts, sem, points_file, wsss_file)
         pts = filter_by_confidence(pts, self.cue_threshold)
 
         image, sem, pts, _ = self.augmentation(image, sem, pts, self.rng)
@@ -299,6 +271,26 @@ class BestieDatasetMapper:
             "image_id": record["image_id"],
             "file_name": record["file_name"],
         }
+
+    def _warn_label_convention(self, record, pts, sem, points_file, wsss_file):
+        """Log once per process and kind when a sample's cues / WSSS map disagree with its image
+        label (:func:`~bestie_d2.data.input_check.label_convention_flags`); the data check at the
+        start of training counts them per data set and fails above a threshold."""
+        from .input_check import CONVENTION_CHECKS, label_convention_flags
+
+        flags = label_convention_flags(pts, sem, record.get("image_label", ()), self.cue_threshold)
+        warned = self.__dict__.setdefault("_convention_warned", set())
+        for kind, details in flags.items():
+            if (kind, os.getpid()) in warned:
+                continue
+            warned.add((kind, os.getpid()))
+            found, cause = CONVENTION_CHECKS[kind]
+            path = wsss_file if kind == "wsss_class" else points_file
+            logger.warning(
+                f"{path} (image {record.get('image_id')!r}, label {list(record.get('image_label', ()))}): "
+                f"{found} ({details}). Likely cause: {cause}. Logged once per process; the data check "
+                "(bestie-check-data) counts such images"
+            )
 
     def _cap_points(self, points):
         """Keep at most ``max_points_per_class`` points per class (the first ones, order kept)."""

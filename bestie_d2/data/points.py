@@ -78,8 +78,9 @@ def read_points(path, num_classes: int, image_size: Optional[Sequence[int]] = No
         if c != int(c):
             raise PointsFileError(f"class must be an integer, got {fields[2]!r}", path=path, line=lineno)
         if not 0 <= c < num_classes:
+            hint = " (1-based class ids? classes are 0..C-1: c = 1-based id - 1)" if c == num_classes else ""
             raise ClassIdError(
-                f"class {int(c)} out of range 0..{num_classes - 1}", path=path, line=lineno
+                f"class {int(c)} out of range 0..{num_classes - 1}{hint}", path=path, line=lineno
             )
         if not 0.0 <= conf <= 1.0:
             raise PointsFileError(f"confidence {fields[3]} not in [0, 1]", path=path, line=lineno)

@@ -161,14 +161,35 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         mapper = cls._mapper(cfg, is_train=True)
         if _is_meta(cfg, "BESTIE"):
-            from detectron2.data import get_detection_dataset_dicts
-
-            from ..data.input_check import check_training_inputs
-
-            dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
-            dicts = check_training_inputs(dicts, mapper, cfg.BESTIE.DATA.MISSING_INPUT, cfg.DATASETS.TRAIN)
+            dicts = cls.checked_train_dicts(cfg, mapper)
             return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
         return build_detection_train_loader(cfg, mapper=mapper)
+
+    @staticmethod
+    def checked_train_dicts(cfg, mapper):
+        """BESTIE's training records after the data check (``bestie_d2.data.input_check``): each
+        data set of ``DATASETS.TRAIN`` is loaded and checked on its own (the class conventions are
+        counted per data set); the problem list goes to ``OUTPUT_DIR/data_check_problems.txt``."""
+        from detectron2.data import get_detection_dataset_dicts
+
+        from ..data.input_check import check_training_inputs
+
+        names = list(cfg.DATASETS.TRAIN)
+        groups = {n: get_detection_dataset_dicts([n], filter_empty=False) for n in names}
+        if len(names) > 1:  # as get_detection_dataset_dicts(names) would check
+            from detectron2.data.detection_utils import check_metadata_consistency
+
+            if any("annotations" in r for recs in groups.values() for r in recs[:1]):
+                try:
+                    check_metadata_consistency("thing_classes", names)
+                except AttributeError:  # class names are not available for these data sets
+                    pass
+        d = cfg.BESTIE.DATA
+        report = os.path.join(cfg.OUTPUT_DIR, "data_check_problems.txt") if cfg.OUTPUT_DIR and comm.is_main_process() else None
+        return check_training_inputs(
+            groups, mapper, d.MISSING_INPUT, names, check=d.CHECK_INPUTS,
+            max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION, report_file=report,
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

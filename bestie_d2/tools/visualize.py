@@ -312,14 +312,17 @@ def pseudo_label_instances(cfg, record: dict, *, wsss_dir: Optional[str] = None,
     centroid the offsets point to), ``classes`` (N,) class of instance k+1, ``centroids`` (N, 2)
     (y, x), ``points`` (K, 3) [y, x, c] kept cues, ``sem`` (H, W) the WSSS map, ``weight`` (H, W).
     """
-    from ..data.mappers import image_label_vector, read_wsss_map
+    from ..data.mappers import image_label_vector
     from ..data.points import filter_by_confidence, read_points
     from ..data.targets import make_pseudo_targets
+    from ..data.wsss import read_wsss_map
 
     C = int(cfg.BESTIE.NUM_CLASSES)
     route = cfg.BESTIE.SUPERVISION
     d = cfg.BESTIE.DATA
-    sem = read_wsss_map(_input_path(record, "wsss_file", wsss_dir or d.WSSS_DIR, ".png"))
+    size = (record["height"], record["width"]) if "height" in record and "width" in record else None
+    sem = read_wsss_map(_input_path(record, "wsss_file", wsss_dir or d.WSSS_DIR, ".png"), C, image_size=size,
+                        image_path=record.get("file_name"))
     if route == "image":
         pfile = _input_path(record, "peak_points_file", cues_dir or d.PEAK_POINTS_DIR, ".txt")
     else:

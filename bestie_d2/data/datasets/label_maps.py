@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import AnnotationError, MissingDataError
 
-__all__ = ["voc_colormap", "read_label_map", "write_label_map"]
+__all__ = ["voc_colormap", "read_label_map", "write_label_map", "rgb_to_voc_labels"]
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
@@ -32,6 +32,24 @@ _PALETTE = voc_colormap(256)
 _PALETTE_LOOKUP = {
     (int(r) << 16) | (int(g) << 8) | int(b): i for i, (r, g, b) in reversed(list(enumerate(_PALETTE)))
 }
+
+
+def rgb_to_voc_labels(rgb: np.ndarray, path=None, error=AnnotationError) -> np.ndarray:
+    """Map an ``(H, W, 3)`` image drawn in the VOC palette back to its ``(H, W)`` uint8 label
+    values; a colour outside the palette raises ``error`` naming the colour (and ``path``)."""
+    rgb = np.asarray(rgb).astype(np.int64)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    colours, inv = np.unique(packed, return_inverse=True)
+    idx = []
+    for col in colours.tolist():
+        if col not in _PALETTE_LOOKUP:
+            raise error(
+                f"colour RGB{(col >> 16, (col >> 8) & 255, col & 255)} is not a VOC palette colour "
+                "(save label maps as palette or grey PNGs holding the label values)",
+                path=None if path is None else os.fspath(path),
+            )
+        idx.append(_PALETTE_LOOKUP[col])
+    return np.asarray(idx, dtype=np.uint8)[inv.reshape(packed.shape)]
 
 
 def read_label_map(path) -> np.ndarray:
@@ -64,18 +82,7 @@ def read_label_map(path) -> np.ndarray:
     except Exception as e:  # PIL.UnidentifiedImageError, truncated files, ...
         raise AnnotationError(f"cannot read label map ({type(e).__name__}: {e})", path=path) from None
     if arr is None:
-        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        colours, inv = np.unique(packed, return_inverse=True)
-        idx = []
-        for col in colours.tolist():
-            if col not in _PALETTE_LOOKUP:
-                raise AnnotationError(
-                    f"colour RGB{(col >> 16, (col >> 8) & 255, col & 255)} is not a VOC palette colour "
-                    "(save label maps as palette or grey PNGs holding the label values)",
-                    path=path,
-                )
-            idx.append(_PALETTE_LOOKUP[col])
-        arr = np.asarray(idx, dtype=np.uint8)[inv.reshape(packed.shape)]
+        arr = rgb_to_voc_labels(rgb, path)
     if arr.ndim != 2:
         raise AnnotationError(f"expected a single-channel label map, got shape {arr.shape}", path=path)
     return arr

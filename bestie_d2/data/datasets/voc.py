@@ -126,7 +126,8 @@ def read_image_labels(path, num_classes: int) -> Dict[str, List[int]]:
             except ValueError:
                 raise ListFileError(f"class {t!r} is not an integer", path=path, line=lineno) from None
             if not 0 <= c < num_classes:
-                raise ClassIdError(f"class {c} out of range 0..{num_classes - 1}", path=path, line=lineno)
+                hint = " (1-based class ids? classes are 0..C-1: c = 1-based id - 1)" if c == num_classes else ""
+                raise ClassIdError(f"class {c} out of range 0..{num_classes - 1}{hint}", path=path, line=lineno)
             cls.append(c)
         labels[toks[0]] = sorted(set(cls))
     return labels

@@ -265,6 +265,31 @@ def test_bad_annotations(tmp_path):
     _expect(MissingDataError, obj_p, lambda: _load(root, labels=None))  # no labels source
 
 
+def test_png_images_and_ids_with_extension(tmp_path, caplog):
+    """Issue 16: images saved as .png were reported as a missing .jpg with no hint; ids written
+    with '.jpg' in ImageSets were blamed on the labels file."""
+    import logging
+
+    root = _mini_voc(tmp_path, ids=("a_1", "a_2", "a_3"))
+    for i in ("a_1", "a_3"):  # a mixed folder: two .png, one .jpg
+        jpg = os.path.join(root, "JPEGImages", i + ".jpg")
+        Image.open(jpg).save(jpg[:-4] + ".png")
+        os.remove(jpg)
+    with caplog.at_level(logging.INFO, logger="bestie_d2.data.datasets.voc"):
+        recs = _load(root)
+    assert [os.path.basename(r["file_name"]) for r in recs] == ["a_1.png", "a_2.jpg", "a_3.png"]
+    assert sum("using a_1.png" in m for m in caplog.messages) == 1
+    os.remove(os.path.join(root, "JPEGImages", "a_3.png"))
+    msg = _expect(MissingDataError, os.path.join(root, "JPEGImages", "a_3.jpg"), lambda: _load(root))
+    assert "also tried .jpeg, .png" in msg
+    # ids with the extension: the error names the list file and its line
+    split = os.path.join(root, "ImageSets", "Segmentation", "val.txt")
+    with open(split, "w") as f:
+        f.write("a_1\na_2.jpg\n")
+    msg = _expect(ListFileError, split, lambda: _load(root), line=2)
+    assert "ends with an image extension" in msg and "'a_2'" in msg
+
+
 # ------------------------------------------------------------------------------------------------
 # validate_record_inputs (cue file + WSSS map of one record)
 # ------------------------------------------------------------------------------------------------
@@ -346,7 +371,14 @@ def test_coco_loader_on_toy_json(toy_root, tmp_path):
         _expect(AnnotationError, p, lambda: load_bestie_coco(p, img_root, None, toy_root))
     # categories that disagree with the registered thing_classes
     register_bestie_coco("test_toy_coco_wrong", json_file, img_root, toy_root, COCO_CLASSES)
-    _expect(AnnotationError, json_file, lambda: DatasetCatalog.get("test_toy_coco_wrong"))
+    msg = _expect(AnnotationError, json_file, lambda: DatasetCatalog.get("test_toy_coco_wrong"))
+    # issue 16: the differing category is named (not detectron2's "cannot be set to a different value")
+    assert "category id 1 is 'disc' in the json but class 0 is registered as 'person'" in msg
+    assert "the json has 5 categories, the registration 80 classes" in msg and "different value" not in msg
+    renamed = [("square" if n == "cross" else n) for n in TOY_CLASSES]
+    register_bestie_coco("test_toy_coco_renamed", json_file, img_root, toy_root, renamed)
+    msg = _expect(AnnotationError, json_file, lambda: DatasetCatalog.get("test_toy_coco_renamed"))
+    assert "category id 4 is 'cross' in the json but class 3 is registered as 'square'" in msg
 
 
 # ------------------------------------------------------------------------------------------------

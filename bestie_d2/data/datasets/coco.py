@@ -24,6 +24,41 @@ def coco_instances_metadata() -> dict:
     }
 
 
+def _category_mismatch(json_file: str, dataset_name: str) -> Optional[str]:
+    """How the json's categories differ from ``dataset_name``'s registered ``thing_classes`` /
+    ``thing_dataset_id_to_contiguous_id`` (None if they agree or cannot be read). Only called once
+    detectron2's loader has refused the json, so the json is read a second time on errors only."""
+    from detectron2.data import MetadataCatalog
+
+    meta = MetadataCatalog.get(dataset_name)
+    try:
+        with open(json_file) as f:
+            cats = sorted(json.load(f).get("categories", []), key=lambda c: c["id"])
+        ids, names = [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
+    except Exception:
+        return None
+    registered = meta.get("thing_classes", None)
+    if registered is not None and list(registered) != names:
+        registered = list(registered)
+        diffs = [f"category id {i} is {a!r} in the json but class {k} is registered as {b!r}"
+                 for k, (i, a, b) in enumerate(zip(ids, names, registered)) if a != b]
+        if len(names) != len(registered):
+            diffs.append(f"the json has {len(names)} categories, the registration {len(registered)} classes")
+        only_json = [n for n in names if n not in registered]
+        only_reg = [n for n in registered if n not in names]
+        if only_json:
+            diffs.append(f"only in the json: {only_json[:5]}" + (" ..." if len(only_json) > 5 else ""))
+        if only_reg:
+            diffs.append(f"only registered: {only_reg[:5]}" + (" ..." if len(only_reg) > 5 else ""))
+        return "; ".join(diffs[:3] + diffs[-3:] if len(diffs) > 6 else diffs)
+    id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
+    expected = {v: k for k, v in enumerate(ids)}
+    if id_map is not None and {int(k): int(v) for k, v in id_map.items()} != expected:
+        return (f"the json's category ids {ids[:10]}{' ...' if len(ids) > 10 else ''} map to classes "
+                f"0..{len(ids) - 1} in id order, but the registration maps ids {dict(list(id_map.items())[:10])}")
+    return None
+
+
 def load_bestie_coco(json_file, image_root, dataset_name: Optional[str], cue_root) -> List[dict]:
     """Detectron2's ``load_coco_json`` plus ``image_label`` and the cue / WSSS paths.
 
@@ -49,9 +84,16 @@ def load_bestie_coco(json_file, image_root, dataset_name: Optional[str], cue_roo
     except (KeyError, TypeError, ValueError) as e:
         raise AnnotationError(f"not a valid COCO instances json ({type(e).__name__}: {e})", path=json_file) from None
     except AssertionError as e:
+        detail = _category_mismatch(json_file, dataset_name) if dataset_name else None
+        if detail:
+            raise AnnotationError(
+                f"the json's categories differ from the classes registered for data set "
+                f"{dataset_name!r}: {detail}. Register it with the json's class names (thing_classes, "
+                "in category-id order) or fix the json's 'categories'",
+                path=json_file,
+            ) from None
         raise AnnotationError(
-            f"inconsistent with the data set {dataset_name!r} (categories differ from its registered "
-            f"thing_classes, or a malformed annotation): {e}",
+            f"inconsistent with the data set {dataset_name!r} (a malformed annotation?): {e}",
             path=json_file,
         ) from None
     if not records:

@@ -34,6 +34,7 @@ from .label_maps import read_label_map
 
 __all__ = [
     "VOC_CLASSES",
+    "IMAGE_EXTENSIONS",
     "load_voc_instances",
     "read_id_list",
     "read_image_labels",
@@ -51,6 +52,8 @@ VOC_CLASSES: Tuple[str, ...] = (
 )
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+#: Extensions tried, in order, when ``JPEGImages/<id><image_ext>`` does not exist.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _resolve(root: str, p: str) -> str:
@@ -82,6 +85,12 @@ def _read_text_lines(path: str, what: str) -> List[Tuple[int, List[str]]]:
 def _check_id(tok: str, path: str, lineno: int, seen: Dict[str, int]) -> None:
     if not _ID_RE.match(tok):
         raise ListFileError(f"invalid image id {tok!r} (letters, digits, '_', '.', '-' only)", path=path, line=lineno)
+    stem, ext = os.path.splitext(tok)
+    if ext.lower() in {e.lower() for e in IMAGE_EXTENSIONS}:
+        raise ListFileError(
+            f"image id {tok!r} ends with an image extension: write ids without it ({stem!r}), as in "
+            "the official ImageSets files", path=path, line=lineno,
+        )
     if tok in seen:
         raise DuplicateIdError(f"duplicate image id {tok!r} (first on line {seen[tok]})", path=path, line=lineno)
     seen[tok] = lineno
@@ -144,6 +153,26 @@ def image_size(path) -> Tuple[int, int]:
     except Exception as e:
         raise AnnotationError(f"cannot read image ({type(e).__name__}: {e})", path=path) from None
     return int(h), int(w)
+
+
+def _find_image(img_dir: str, image_id: str, exts: List[str], state: dict) -> str:
+    """``<img_dir>/<image_id><ext>`` for the first of ``exts`` that exists, trying the extension
+    found last first (a folder of .png files costs one lookup per image); logs the first time an
+    image is not ``exts[0]``."""
+    order = [state["ext"]] + [e for e in exts if e != state["ext"]] if state.get("ext") else exts
+    for ext in order:
+        p = os.path.join(img_dir, image_id + ext)
+        if os.path.isfile(p):
+            if ext != exts[0] and not state.get("logged"):
+                logger.info("%s: no %s, using %s (image_ext %s not found; other extensions are accepted)",
+                            img_dir, image_id + exts[0], os.path.basename(p), exts[0])
+                state["logged"] = True
+            state["ext"] = ext
+            return p
+    raise MissingDataError(
+        f"image {image_id!r} not found: no {image_id}{exts[0]} (also tried {', '.join(exts[1:4])}, ...) "
+        "in the image folder", path=os.path.join(img_dir, image_id + exts[0]),
+    )
 
 
 def voc_instances_from_maps(
@@ -246,6 +275,8 @@ def load_voc_instances(
             ``annotations`` key.
         require_gt: a missing ground-truth PNG is an error (evaluation splits).
         *_dir: sub-folders (relative to ``root`` or absolute).
+        image_ext: the images' extension; when ``<id><image_ext>`` does not exist the common
+            others (:data:`IMAGE_EXTENSIONS`: .jpeg, .png, ...) are tried, with a log line.
 
     Returns:
         list of records: ``file_name``, ``image_id`` (str), ``height``, ``width``,
@@ -291,8 +322,10 @@ def load_voc_instances(
     records = []
     n_gt = 0
     n_label_mismatch = 0
+    exts = [image_ext] + [e for e in IMAGE_EXTENSIONS if e != image_ext]
+    ext_state: dict = {}
     for image_id in ids:
-        file_name = os.path.join(img_dir, image_id + image_ext)
+        file_name = _find_image(img_dir, image_id, exts, ext_state)
         H, W = image_size(file_name)
         rec = {
             "file_name": file_name,

@@ -426,3 +426,43 @@ def test_prepare_voc_train_aug(tmp_path):
     os.remove(str(sbd / "cls" / "s_3.mat"))
     with pytest.raises(MissingDataError, match="s_3.mat"):
         prep.build(str(voc), str(sbd))
+
+
+def test_prepare_voc_train_aug_without_sbd_and_empty(tmp_path, capsys):
+    """Issue 16: an empty train_aug.txt was written with exit status 0; train_aug can now be built
+    without SBD (a warning gives the count), and written files get the usual mode."""
+    import importlib.util
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("prep", os.path.join(here, "datasets", "prepare_voc_train_aug.py"))
+    prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
+
+    voc = tmp_path / "VOC2012"
+    for d in (voc / "JPEGImages", voc / "SegmentationClass", voc / "ImageSets" / "Segmentation"):
+        d.mkdir(parents=True)
+    for i, v in (("t1", 3), ("t2", 20), ("v1", 1)):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(str(voc / "JPEGImages" / f"{i}.jpg"))
+        write_label_map(str(voc / "SegmentationClass" / f"{i}.png"), np.full((8, 8), v, np.uint8))
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("v1\n")
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("v1\n")  # only val ids: empty train_aug
+    assert prep.main(["--voc-root", str(voc)]) == 1
+    err = capsys.readouterr().err
+    assert "train_aug would be empty" in err and "val.txt" in err
+    assert not (voc / "ImageSets" / "Segmentation" / "train_aug.txt").exists()
+    assert not (voc / "cls_labels").exists()
+
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("t1\nt2\n")
+    old = os.umask(0o022)
+    try:
+        assert prep.main(["--voc-root", str(voc)]) == 0
+    finally:
+        os.umask(old)
+    out = capsys.readouterr()
+    assert "train_aug: 2 ids" in out.out
+    assert "warning: train_aug has 2 ids" in out.err and "no --sbd-root" in out.err
+    train_aug = voc / "ImageSets" / "Segmentation" / "train_aug.txt"
+    assert train_aug.read_text() == "t1\nt2\n"
+    assert (voc / "cls_labels" / "train_aug_cls.txt").read_text() == "t1 2\nt2 19\n"
+    assert oct(os.stat(train_aug).st_mode & 0o777) == oct(0o644)
+    assert prep.main(["--voc-root", str(voc), "--strict"]) == 1

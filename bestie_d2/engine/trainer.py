@@ -147,6 +147,10 @@ class Trainer(DefaultTrainer):
         if _is_meta(self.cfg, "BESTIE"):
             # before the writer so the statistics are written in the same iteration
             hooks.insert(-1 if comm.is_main_process() else len(hooks), SelfRefinementHook.from_config(self.cfg))
+            if self.cfg.VIS_PERIOD > 0 and comm.is_main_process():  # training pictures (TensorBoard)
+                from .training_vis import TrainingVisHook
+
+                hooks.insert(-1, TrainingVisHook.from_config(self.cfg))  # before the PeriodicWriter
         return hooks
 
     @classmethod

@@ -51,6 +51,9 @@ class BESTIE(nn.Module):
             ``MODEL.BESTIE.REFINE.START_ITER``; it only has an effect when ``refine_enabled``.
         return_maps (bool): inference also returns the ``center`` and ``offset`` maps.
         last_refine_stats (dict or None): statistics of the last refinement call.
+        vis_capture (bool): the next training forward keeps detached CPU copies of its first
+            sample's input, pseudo / refined targets and predicted maps in ``last_vis``
+            (``TrainingVisHook``, ``VIS_PERIOD > 0``); off otherwise (no extra work).
     """
 
     @configurable
@@ -125,6 +128,8 @@ class BESTIE(nn.Module):
         self.refine_active = False
         self.return_maps = False
         self.last_refine_stats: Optional[dict] = None
+        self.vis_capture = False
+        self.last_vis: Optional[dict] = None
 
     @classmethod
     def from_config(cls, cfg):
@@ -267,6 +272,7 @@ class BESTIE(nn.Module):
             maps["offset"], targets["offset"], targets["weight"]
         )
         loss_center, loss_offset = ctr_p, off_p
+        refined = None
         if self.refine_enabled and self.refine_active:
             refined = self.refine(maps, targets, batched_inputs)
             off_r = self.offset_loss_weight * weighted_l1_loss(
@@ -281,6 +287,8 @@ class BESTIE(nn.Module):
                 loss_center = 0.5 * (ctr_p + ctr_r)
                 logs.update(loss_center_pseudo=ctr_p, loss_center_refined=ctr_r)
             self._put_scalars(logs)
+        if self.vis_capture:
+            self.last_vis = self._vis_snapshot(maps, targets, batched_inputs, refined)
         return {
             "loss_sem_seg": self.sem_loss_weight * loss_sem,
             "loss_center": loss_center,
@@ -317,6 +325,24 @@ class BESTIE(nn.Module):
         if out["weight"].dim() == 4:
             out["weight"] = out["weight"][:, 0]
         return out
+
+    @torch.no_grad()
+    def _vis_snapshot(self, maps, targets, batched_inputs, refined) -> dict:
+        """Detached CPU copies of the first sample of the batch (for ``TrainingVisHook``)."""
+        x = batched_inputs[0]
+
+        def first(d, keys):
+            return {k: d[k][0].detach().float().cpu() for k in keys if k in d}
+
+        return {
+            "image": x["image"].detach().cpu(),
+            "image_id": x.get("image_id"),
+            "points": x["points"].detach().cpu() if "points" in x else None,
+            "supervision": self.supervision,
+            "pred": first(maps, ("center", "offset")),
+            "pseudo": first(targets, ("sem_seg", "center", "offset", "weight")),
+            "refined": None if refined is None else first(refined, ("center", "offset", "weight")),
+        }
 
     @staticmethod
     def _put_scalars(scalars: Dict[str, torch.Tensor]) -> None:

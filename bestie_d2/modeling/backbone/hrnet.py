@@ -134,14 +134,14 @@ class HighResolutionModule(nn.Module):
             return xs
         out = []
         for i, row in enumerate(self.fuse_layers):
-            y = xs[i]
+            # summed in branch order j = 0, 1, ... as the reference HRNet (and timm's) does, so a
+            # converted checkpoint gives the same float32 result, not just the same function
+            y = None
             for j in range(self.num_branches):
-                if j == i:
-                    continue
-                z = row[j](xs[j])
+                z = xs[j] if j == i else row[j](xs[j])
                 if j > i:
                     z = F.interpolate(z, size=xs[i].shape[-2:], mode="nearest")
-                y = y + z
+                y = z if y is None else y + z
             out.append(F.relu(y))
         return out
 

@@ -8,14 +8,15 @@
   global average pooling = logits -> ``multilabel_soft_margin_loss``.
 * :func:`build_pam_optimizer`: SGD (Nesterov) with the four learning-rate groups of the authors.
 
-Loading ImageNet VGG-16 weights: set ``MODEL.WEIGHTS`` to a torchvision ``vgg16-*.pth`` file (a
-user-given path; nothing downloads). The classifier renames its ``features.*`` keys to
-``backbone.features.*`` while loading (and drops the fully-connected ``classifier.*``), so
-``DetectionCheckpointer(model).load(path)`` works on detectron2 v0.6 and main alike.
+Loading ImageNet VGG-16 weights: convert a torchvision ``vgg16-*.pth`` file (a user-given path;
+nothing downloads) with ``python -m bestie_d2.tools.convert_weights --source torchvision-vgg16``
+and set ``MODEL.WEIGHTS`` to the result. Given the torchvision file directly, the classifier
+renames its ``features.*`` keys to ``backbone.features.*`` while loading (and drops the
+fully-connected ``classifier.*``) with the same name map, so ``DetectionCheckpointer(model).load``
+works on detectron2 v0.6 and main alike.
 """
 import logging
 import math
-import re
 from typing import Dict, List, Sequence
 
 import torch
@@ -26,6 +27,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.structures import ImageList
 
+from ..checkpoint.vgg import rename_torchvision_vgg
 from .backbone.vgg import VGG16D1
 
 __all__ = ["PeakAttention", "PAMClassifier", "build_pam_optimizer", "pam_param_groups"]
@@ -148,21 +150,28 @@ class PAMClassifier(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def _torchvision_vgg_keys(self, state_dict, prefix, *args):
-        """Rename a torchvision VGG state dict (``features.N.*``) to ``backbone.features.N.*``."""
+        """Rename a torchvision VGG state dict (``features.N.*``) to ``backbone.features.N.*``.
+
+        The name map is :func:`bestie_d2.checkpoint.vgg.rename_torchvision_vgg`, the one
+        ``convert_weights --source torchvision-vgg16`` writes to a file; converting once with the
+        tool gives the same model and prints what was mapped and dropped.
+        """
         if not isinstance(self.backbone, VGG16D1):
             return
-        pat = re.compile(re.escape(prefix) + r"features\.\d+\.\w+$")
-        keys = [k for k in state_dict if pat.match(k)]
-        if not keys or any(k.startswith(prefix + "backbone.") for k in state_dict):
+        own = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        if any(k.startswith("backbone.") for k in own):
             return
-        for k in keys:
-            state_dict[prefix + "backbone." + k[len(prefix):]] = state_dict.pop(k)
-        dropped = [k for k in list(state_dict) if k.startswith(prefix + "classifier.")]
-        for k in dropped:
-            state_dict.pop(k)
+        renamed, dropped, _ = rename_torchvision_vgg(own)
+        if not renamed:
+            return
+        for src, dst in renamed:
+            state_dict[prefix + dst] = state_dict.pop(prefix + src)
+        for src, _ in dropped:
+            state_dict.pop(prefix + src)
         logger.info(
             "PAMClassifier: loaded a torchvision VGG state dict (%d backbone tensors; %d "
-            "fully-connected tensors dropped).", len(keys), len(dropped)
+            "fully-connected tensors dropped). `python -m bestie_d2.tools.convert_weights --source "
+            "torchvision-vgg16` writes the same weights to a file.", len(renamed), len(dropped)
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

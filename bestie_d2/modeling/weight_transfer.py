@@ -10,6 +10,9 @@ BESTIE's ResNet (``backbone.<stem|res2..res5>.*``) becomes the FPN's bottom-up n
 init. If the two models read images in a different channel order (``INPUT.FORMAT`` RGB vs BGR),
 the input channels of the stem's first convolution are reversed so the weights see the same
 colours.
+
+The CLI route is ``python -m bestie_d2.tools.convert_weights --source bestie-resnet --target maskrcnn``
+(:mod:`bestie_d2.checkpoint`, which also converts torchvision / the authors' weights).
 """
 import io
 import logging
@@ -17,13 +20,12 @@ from typing import Dict
 
 import torch
 
+from bestie_d2.checkpoint.resnet import bestie_resnet_to_maskrcnn
 from bestie_d2.utils.io import atomic_write
 
 __all__ = ["bestie_backbone_for_maskrcnn", "write_maskrcnn_init"]
 
 logger = logging.getLogger(__name__)
-
-_STEM_CONV = "stem.conv1.weight"
 
 
 def bestie_backbone_for_maskrcnn(
@@ -37,22 +39,7 @@ def bestie_backbone_for_maskrcnn(
     """
     if {src_format, dst_format} - {"RGB", "BGR"}:
         raise ValueError(f"only RGB/BGR inputs can be converted, got {src_format} -> {dst_format}")
-    out = {}
-    for key, value in bestie_state.items():
-        if not key.startswith("backbone."):
-            continue
-        name = key[len("backbone."):]
-        if name == _STEM_CONV and src_format != dst_format:
-            if value.dim() != 4 or value.shape[1] != 3:
-                raise ValueError(f"expected a (C, 3, k, k) stem convolution, got {tuple(value.shape)}")
-            value = value.flip(1)
-        out["backbone.bottom_up." + name] = value
-    if "backbone.bottom_up." + _STEM_CONV not in out:
-        raise ValueError(
-            "no ResNet backbone found in the BESTIE weights (expected 'backbone.stem.conv1.weight'); "
-            "only the ResNet variant can initialise Detectron2's Mask R-CNN"
-        )
-    return out
+    return dict(bestie_resnet_to_maskrcnn(bestie_state, src_format, dst_format).weights)
 
 
 def write_maskrcnn_init(bestie_weights: str, output: str, src_format: str = "RGB", dst_format: str = "BGR") -> str:

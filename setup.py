@@ -15,7 +15,7 @@ setup(
         "scipy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "timm"]},
     entry_points={
         "console_scripts": [
             # each target is a no-argument function returning the exit status (0); see tests/test_cli.py
@@ -26,6 +26,7 @@ setup(
             "bestie-visualize=bestie_d2.tools.visualize:cli",
             "bestie-prepare-points=bestie_d2.tools.prepare_points:cli",
             "bestie-check-data=bestie_d2.tools.check_data:cli",
+            "bestie-convert-weights=bestie_d2.tools.convert_weights:cli",
         ]
     },
 )

@@ -42,9 +42,12 @@ def add_bestie_config(cfg):
     # counted); "exists" only checks that the files exist (faster, for very large sets).
     _C.BESTIE.DATA.CHECK_INPUTS = "full"
     # Data check: a data set whose cues / WSSS maps disagree with the image labels (1-based cue
-    # classes, WSSS maps without the background shift, cues outside their class's region) on more
-    # than this fraction of its images is an error naming the likely cause; fewer: a warning.
+    # classes, WSSS maps without the background shift) on more than this fraction of its images
+    # is an error naming the likely cause; fewer: a warning.
     _C.BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION = 0.05
+    # Data check: the same for images whose kept cues all lie outside their class's WSSS region
+    # (swapped/rescaled coordinates?); higher, since weak WSSS maps legitimately miss some objects.
+    _C.BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION = 0.3
 
     # Pseudo-label COCO json for the Mask R-CNN refinement stage (METHOD.md §9), registered by
     # bestie_d2.data.pseudo_coco.register_pseudo_coco_from_config (train_net.setup calls it).

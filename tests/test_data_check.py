@@ -72,7 +72,8 @@ def _check(data, *extra, **kw):
     d = cfg.BESTIE.DATA
     return check_training_inputs({data["name"]: data["records"]}, BestieDatasetMapper(cfg, is_train=True),
                                  d.MISSING_INPUT, check=d.CHECK_INPUTS,
-                                 max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION, **kw)
+                                 max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION,
+                                 max_outside_fraction=d.MAX_CUES_OUTSIDE_FRACTION, **kw)
 
 
 def _train_loader_error(data, exc=BestieDataError, *extra):
@@ -223,7 +224,8 @@ def test_cues_outside_their_regions(data):
     with pytest.raises(LabelConventionError) as e:
         _check(data)
     assert "no kept cue lies in the WSSS region of its class" in str(e.value)
-    assert "x/y swapped" in str(e.value)
+    assert "x/y swapped" in str(e.value) and "MAX_CUES_OUTSIDE_FRACTION=0.3" in str(e.value)
+    assert _check(data, "BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION", "1.0")  # a warning only
 
 
 def test_label_convention_flags_unit():

@@ -22,8 +22,9 @@ Per record (``BESTIE.DATA.CHECK_INPUTS``: "full", the default, or "exists" for t
    * ``cues_outside``: none of an image's kept cues lies in its class's WSSS region (coordinates
      swapped or of a resized image? maps and cues of different images?).
 
-   Above ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` of a data set's images this is an error naming
-   the likely cause and example files; below it, a warning. Such runs otherwise train with
+   Above ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (the class kinds, 0.05) or
+   ``MAX_CUES_OUTSIDE_FRACTION`` (0.3: weak WSSS maps legitimately miss some objects) of a data
+   set's images this is an error naming the likely cause and example files; below, a warning. Such runs otherwise train with
    ``loss_center 0`` / ``loss_offset_pseudo 0``: no pseudo instance is ever made.
 
 Speed: files are read by a thread pool (PNG decoding releases the GIL); images are only checked
@@ -219,6 +220,7 @@ def check_training_inputs(
     *,
     check: str = "full",
     max_mismatch_fraction: float = 0.05,
+    max_outside_fraction: float = 0.3,
     report_file: Optional[str] = None,
     num_threads: Optional[int] = None,
 ) -> List[dict]:
@@ -232,7 +234,10 @@ def check_training_inputs(
             ``cue_threshold``).
         policy: ``BESTIE.DATA.MISSING_INPUT``, "error" or "skip" (missing files only).
         check: ``BESTIE.DATA.CHECK_INPUTS``, "full" or "exists".
-        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION``.
+        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``,
+            ``wsss_class``: near 0 on consistent data).
+        max_outside_fraction: ``BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION`` (``cues_outside``: weak
+            WSSS maps legitimately miss some objects; swapped or rescaled coordinates hit most images).
         report_file: if given and problems are found, every problem line is written there.
         num_threads: reader threads (default ``min(8, cpu count)``).
 
@@ -298,20 +303,20 @@ def check_training_inputs(
             if not items:
                 continue
             frac = len(items) / max(n_checked, 1)
+            limit, cfg_key = ((max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION") if kind == "cues_outside"
+                              else (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"))
             found = CONVENTION_CHECKS[kind][0]
             cause = _likely_cause(kind, [d for _, d, _ in items])
             key = "cues" if kind != "wsss_class" else "wsss"
             examples = [x.paths.get(key, r.get("image_id", "?")) for r, _, x in items]
             head = (f"{name}: {len(items)} of {n_checked} images ({100 * frac:.1f}%): {found}. "
                     f"Likely cause: {cause}")
-            if frac > max_mismatch_fraction:
-                conv_error_lines.append(head + "\n    e.g. " + "\n    e.g. ".join(examples[:5]))
+            if frac > limit:
+                conv_error_lines.append(head + f" (above BESTIE.DATA.{cfg_key}={limit:g})\n    e.g. "
+                                        + "\n    e.g. ".join(examples[:5]))
                 conv_lines += [f"{p}: {found}" for p in examples]
             else:
-                logger.warning(
-                    head + f" (below BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION={max_mismatch_fraction:g}; "
-                    f"e.g. {', '.join(examples[:3])})"
-                )
+                logger.warning(head + f" (below BESTIE.DATA.{cfg_key}={limit:g}; e.g. {', '.join(examples[:3])})")
 
     all_names = ", ".join(groups)
     n_total = len(flat)
@@ -346,8 +351,8 @@ def check_training_inputs(
         sections.append(
             "The cues / WSSS maps disagree with the image labels (classes are 0..C-1; WSSS maps hold "
             "0 = background, c+1 = class c, 255 = ignore):\n  " + "\n  ".join(conv_error_lines)
-            + f"\n(error above BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION={max_mismatch_fraction:g} of a data "
-            "set's images; training on these inputs makes no pseudo instance)"
+            + "\n(training on such inputs makes no pseudo instance; raise the BESTIE.DATA key named "
+            "above if the images are right)"
         )
     if sections:
         text = "Data check failed.\n" + "\n".join(sections)

@@ -192,7 +192,8 @@ class Trainer(DefaultTrainer):
         report = os.path.join(cfg.OUTPUT_DIR, "data_check_problems.txt") if cfg.OUTPUT_DIR and comm.is_main_process() else None
         return check_training_inputs(
             groups, mapper, d.MISSING_INPUT, names, check=d.CHECK_INPUTS,
-            max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION, report_file=report,
+            max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION,
+            max_outside_fraction=d.MAX_CUES_OUTSIDE_FRACTION, report_file=report,
         )
 
     @classmethod

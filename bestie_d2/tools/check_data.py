@@ -48,7 +48,8 @@ def check_data(cfg, dataset_names: Optional[List[str]] = None, report_file: Opti
     d = cfg.BESTIE.DATA
     kept = check_training_inputs(
         groups, mapper, d.MISSING_INPUT, names, check="full",
-        max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION, report_file=report_file,
+        max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION,
+            max_outside_fraction=d.MAX_CUES_OUTSIDE_FRACTION, report_file=report_file,
     )
     return {"images": sum(len(v) for v in groups.values()), "kept": len(kept), "datasets": names}
 

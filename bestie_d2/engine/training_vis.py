@@ -17,7 +17,7 @@ that iteration's batch (the training crop) in four panels:
 Cost: nothing when ``VIS_PERIOD`` is 0 (the hook is not registered; the model only tests a boolean).
 Otherwise **no second forward pass**: before a visualised step the hook sets the model's
 ``vis_capture``; that step's training forward keeps detached CPU copies of its first sample's input,
-targets and output maps in ``model.last_vis``, and after the step the hook draws them (about 0.1 s
+targets and output maps in ``model.last_vis``, and after the step the hook draws them (0.02-0.08 s
 on a CPU for a 128-px crop) and clears them. Drawing never touches the global RNGs (numpy's state is
 restored, the colours are fixed), so training with and without pictures is identical. A drawing
 failure is logged once and never stops the training.

@@ -28,6 +28,7 @@ from bestie_d2.checkpoint import (
     load_state_dict_file,
     save_conversion,
 )
+from bestie_d2.checkpoint.core import model_state_shapes
 from bestie_d2.config import load_config
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from detectron2.modeling import build_model
@@ -219,6 +220,9 @@ def test_authors_hrnet48_fills_both_voc_configs(authors_hrnet48_file, hrnet48_mo
     assert heads["seg.0.weight"] == "heads.sem_head.0.weight" and heads["offset.2.bias"] == "heads.offset_head.2.bias"
     out = save_conversion(conv, str(tmp_path / "bestie_HRNet48.pth"))
     for sup, model in hrnet48_models.items():
+        # the CLI's check builds the model on the meta device: same names and shapes
+        meta = model_state_shapes(cfg_of(f"configs/VOC/bestie_HRNet48_{sup}_label.yaml"))
+        assert [(k, v.shape) for k, v in meta.items()] == [(k, v.shape) for k, v in model.state_dict().items()]
         report = check_against_model(conv.weights, model)
         assert report.complete, (sup, report.summary())
         assert report.filled == report.num_model_keys == 1764
@@ -371,6 +375,11 @@ def test_torchvision_r50_to_bestie_r50(tv_resnet50, bestie_r50, tmp_path):
     with torch.no_grad():
         x = torchvision_normalise(img)
         same_tensor("torchvision resnet50 -> BESTIE R50 (res5)", bestie_r50.backbone(x)["res5"], tv_features(tv_resnet50, x)["res5"])
+        # the float32 baseline: torchvision's own model fed the two normalisation formulas
+        x_d2 = (img[None] - torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)) / torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
+        a, b = tv_features(tv_resnet50, x_d2)["res5"], tv_features(tv_resnet50, x)["res5"]
+        MEASURED["baseline: torchvision resnet50 itself, d2 vs torchvision normalisation formula (res5) [float32]"] = (
+            (a - b).abs().max().item(), b.abs().max().item())
         for dtype in both_precisions("torchvision-resnet", tv_resnet50, bestie_r50, cfg, "bestie"):
             ours = bestie_r50.backbone(bestie_r50.normalize(img[None]))
             ref = tv_features(tv_resnet50, torchvision_normalise(img, dtype))

@@ -13,7 +13,6 @@ False})``: tensors only, so :class:`~bestie_d2.engine.checkpoint.SafeCheckpointe
 (``torch.load(weights_only=True)``) and detectron2's ``DetectionCheckpointer`` read it, and names
 must match the model exactly (no name-matching heuristics).
 """
-import io
 import os
 import pickle
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_open
 
 __all__ = [
     "Conversion",
@@ -35,6 +34,7 @@ __all__ = [
     "save_conversion",
     "check_against_model",
     "check_against_state_dict",
+    "model_state_shapes",
 ]
 
 
@@ -197,16 +197,15 @@ def load_state_dict_file(path) -> "OrderedDict[str, torch.Tensor]":
         except ImportError as e:  # pragma: no cover - safetensors comes with timm
             raise ConversionError("reading .safetensors needs the 'safetensors' package") from e
         return unwrap_state_dict(load_file(path))
-    with open(path, "rb") as f:
-        data = f.read()
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as torch_error:  # not a torch file, or one that needs arbitrary code
         if path.endswith(".pkl"):
             from ..engine.checkpoint import safe_pickle_load
 
             try:
-                obj = safe_pickle_load(io.BytesIO(data))
+                with open(path, "rb") as f:
+                    obj = safe_pickle_load(f)
             except pickle.UnpicklingError as e:
                 raise ConversionError(f"{path}: {e}") from e
             if isinstance(obj, Mapping) and "blobs" in obj:
@@ -233,12 +232,11 @@ def save_conversion(conv: Conversion, output) -> str:
     if output.endswith(".pkl"):
         raise ConversionError(f"write a .pth file, not {output!r} (.pkl files are read as numpy pickles)")
     weights = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in conv.weights.items())
-    buf = io.BytesIO()
-    torch.save(
-        {"model": weights, "__author__": f"bestie_d2.convert_weights ({conv.source})", "matching_heuristics": False},
-        buf,
-    )
-    atomic_write(output, buf.getvalue())
+    with atomic_open(output, "wb") as f:
+        torch.save(
+            {"model": weights, "__author__": f"bestie_d2.convert_weights ({conv.source})", "matching_heuristics": False},
+            f,
+        )
     return output
 
 
@@ -307,6 +305,26 @@ def check_against_state_dict(weights: Mapping[str, torch.Tensor], model_state: M
 def check_against_model(weights: Mapping[str, torch.Tensor], model: torch.nn.Module) -> CoverageReport:
     """:func:`check_against_state_dict` with ``model.state_dict()`` (persistent buffers included)."""
     return check_against_state_dict(weights, model.state_dict())
+
+
+def model_state_shapes(cfg) -> "OrderedDict[str, torch.Tensor]":
+    """The state dict of the model ``cfg`` builds, for name/shape checks only.
+
+    Built on PyTorch's ``meta`` device (no memory, no initialisation: seconds less for HRNet-48)
+    with the meta-architecture registered under ``MODEL.META_ARCHITECTURE``; if a model cannot be
+    built that way, detectron2's ``build_model`` on CPU is used.
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY, build_model
+
+    try:
+        with torch.device("meta"):
+            model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+        return model.state_dict()
+    except Exception:  # noqa: BLE001 - fall back to the ordinary build
+        cpu = cfg.clone()
+        cpu.defrost()
+        cpu.MODEL.DEVICE = "cpu"
+        return build_model(cpu).state_dict()
 
 
 def bn_counter() -> torch.Tensor:

@@ -10,7 +10,7 @@ Sources (see :mod:`bestie_d2.checkpoint.sources`): ``authors-bestie``, ``authors
 Prints what was mapped, what was dropped (grouped by reason) and what was written without a
 source tensor. With ``--config-file`` (plus optional ``KEY VALUE`` overrides, the same you will
 pass to ``train_net.py``), the input convention is taken from that config, the model is built
-(on CPU) and the weights are checked against it: the exit status is 1 when a weight has no place
+(shapes only) and the weights are checked against it: the exit status is 1 when a weight has no place
 in the model or the wrong shape, or when an ``authors-*`` checkpoint leaves a model tensor unfilled;
 nothing is written then. Exit status 2: bad arguments or an input the chosen source does not
 describe.
@@ -80,7 +80,8 @@ def main(argv=None) -> Dict:
     """Run the conversion; returns a summary dict (``mapped``, ``dropped``, ``fresh``, ``output``,
     ``check`` = None or {missing, unexpected, shape_mismatch, filled, model_keys}, ``ok``).
     Raises ``ConversionError`` / ``FileNotFoundError`` on bad input."""
-    from bestie_d2.checkpoint import check_against_model, convert, load_state_dict_file, save_conversion
+    from bestie_d2.checkpoint import check_against_state_dict, convert, load_state_dict_file, save_conversion
+    from bestie_d2.checkpoint.core import model_state_shapes
 
     args = build_parser().parse_args(argv)
     if args.opts and not args.config_file:
@@ -103,12 +104,9 @@ def main(argv=None) -> Dict:
         "ok": True,
     }
     if cfg is not None:
-        from detectron2.modeling import build_model
-
         for line in _config_differences(conv, cfg):
             print(f"  WARNING: {line}")
-        model = build_model(cfg)
-        report = check_against_model(conv.weights, model)
+        report = check_against_state_dict(conv.weights, model_state_shapes(cfg))
         print(report.summary())
         result["check"] = {
             "model_keys": report.num_model_keys,

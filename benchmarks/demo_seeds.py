@@ -63,7 +63,9 @@ def summarise(paths, markdown=False):
         rows = [row_of(r) for _, r in sorted(items, key=lambda x: x[1].get("seed") or 0)]
         cols = list(rows[0])
         print(f"\n## {route}-label route: {len(rows)} runs")
-        envs = {json.dumps(r.get("environment"), sort_keys=True) for _, r in items}
+        # one line per distinct environment (the seed is in the table)
+        envs = {json.dumps({k: v for k, v in (r.get("environment") or {}).items() if k != "seed"}, sort_keys=True)
+                for _, r in items}
         for e in envs:
             e = json.loads(e)
             if e:

@@ -4,8 +4,6 @@ HRNet-48 checkpoints. Every command of the block runs as written (download -> co
 1-image fake VOC 2012 val. See ``reproduce_case.py`` for the stand-ins."""
 import os
 
-import pytest
-
 import reproduce_case as rc
 
 

@@ -16,15 +16,12 @@ nothing is written then. Exit status 2: bad arguments or an input the chosen sou
 describe.
 """
 import argparse
-import logging
 import sys
-from typing import Dict, Optional
+from typing import Dict
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers the models)
 
 __all__ = ["build_parser", "main", "cli"]
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,7 +75,7 @@ def run_overfit(route: str, workdir: str, seed: int, threads: int, iterations: i
 # ------------------------------------------------------------------------------------------------
 # PAM classifier gate: a tiny PAM classifier learns the image labels of a synthetic set
 # ------------------------------------------------------------------------------------------------
-PAM_ITERATIONS = 60
+PAM_ITERATIONS = 100
 
 
 def synthetic_squares(n=12, size=64, num_classes=3, seed=0):

@@ -29,9 +29,9 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from layout_keys import read_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYOUTS = os.path.join(REPO, "tests", "data", "checkpoint_layouts")
 SECTION = "## Reproduce the paper"
 
 # Drive folder ids of the authors' README (clovaai/BESTIE)
@@ -65,15 +65,6 @@ def readme_blocks():
 # ------------------------------------------------------------------------------------------------
 # fake files
 # ------------------------------------------------------------------------------------------------
-def read_layout(name):
-    out = OrderedDict()
-    with open(os.path.join(LAYOUTS, name)) as f:
-        for line in f:
-            key, shape = line.rstrip("\n").split("\t")
-            out[key] = tuple(int(s) for s in re.findall(r"\d+", shape))
-    return out
-
-
 def random_authors_state(layout_name, seed=0):
     g = torch.Generator().manual_seed(seed)
     sd = OrderedDict()

@@ -13,7 +13,6 @@ Nothing is downloaded. Two kinds of checks:
   measured numbers are printed at the end of the module (``pytest -s``).
 """
 import os
-import re
 from collections import OrderedDict
 
 import numpy as np
@@ -32,9 +31,9 @@ from bestie_d2.checkpoint.core import model_state_shapes
 from bestie_d2.config import load_config
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from detectron2.modeling import build_model
+from layout_keys import read_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYOUTS = os.path.join(REPO, "tests", "data", "checkpoint_layouts")
 TOL = 1e-4
 MEASURED = OrderedDict()  # name -> (max |diff|, max |reference|)
 
@@ -44,15 +43,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def read_layout(name):
-    out = OrderedDict()
-    with open(os.path.join(LAYOUTS, name)) as f:
-        for line in f:
-            key, shape = line.rstrip("\n").split("\t")
-            out[key] = tuple(int(s) for s in re.findall(r"\d+", shape))
-    return out
-
-
 def random_state(layout, seed=0):
     """A state dict with the layout's names/shapes: random floats, positive running_var, long
     counters."""

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import (
     BestieDataError,
@@ -269,7 +270,9 @@ def check_training_inputs(
     n_threads = num_threads or min(8, os.cpu_count() or 1)
     if full and n_threads > 1 and len(flat) >= 64:
         with ThreadPoolExecutor(max_workers=n_threads) as ex:
-            results = list(ex.map(inspect, flat, chunksize=32))
+            # a progress bar for real data sets (VOC train_aug: 10,582 images in ~15 s on 2 cores)
+            results = list(tqdm(ex.map(inspect, flat, chunksize=32), total=len(flat), desc="data check",
+                                unit="image", mininterval=2.0, disable=len(flat) < 1000))
     else:
         results = [inspect(r) for r in flat]
 

@@ -12,7 +12,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Toy set of the case: 8 images, 5 classes, seed 11 (26 instances)
+# Toy set of the case: 8 images, 5 classes, seed 11 (31 instances)
 TOY_KWARGS = dict(seed=11, num_train=8, num_val=1)
 ITERATIONS = 300
 
@@ -75,7 +75,7 @@ def run_overfit(route: str, workdir: str, seed: int, threads: int, iterations: i
 # ------------------------------------------------------------------------------------------------
 # PAM classifier gate: a tiny PAM classifier learns the image labels of a synthetic set
 # ------------------------------------------------------------------------------------------------
-PAM_ITERATIONS = 100
+PAM_ITERATIONS = 200
 
 
 def synthetic_squares(n=12, size=64, num_classes=3, seed=0):

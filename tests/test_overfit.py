@@ -1,16 +1,27 @@
 """Learned-quality gates: a tiny BESTIE overfits a few toy images, in both supervision routes.
 
-The case (``tests/overfit_case.py``): 8 toy images (26 instances, 5 classes), ground-truth
+The case (``tests/overfit_case.py``): 8 toy images (31 instances, 5 classes), ground-truth
 semantic maps as the WSSS maps, ground-truth points as the cues, no self-refinement, no scale
 jitter, 300 iterations at batch 4 with the LR decaying to zero; VOC mAP50 on the same images.
 
 Spread measured before choosing the threshold (``benchmarks/quality_spread.py``; idle-ish 2-core
-Intel Xeon, torch 2.14.1 CPU; seeds 1-8 x torch threads {1, 2} x {detectron2 0.6 Python files,
-detectron2 main 02b5c4e2 built from source}; min / median / max mAP50):
+Intel Xeon, torch 2.14.1 CPU; seeds x torch threads {1, 2} x {detectron2 0.6 Python files,
+detectron2 main 02b5c4e2 built from source} as listed; min / median / max mAP50):
 
-    SPREAD_TABLE
+    point route
+    detectron2 0.6           1 thread :  80.6 /  85.9 /  90.0  (seeds 1,2,3,4,5,6,7,8)
+    detectron2 0.6           2 threads:  90.4 /  92.8 /  95.2  (seeds 1,2)
+    detectron2 main 02b5c4e2 1 thread :  83.2 /  84.1 /  84.9  (seeds 1,2)
+    detectron2 main 02b5c4e2 2 threads:  76.4 /  76.4 /  76.4  (seeds 1)
+    all 13 runs:                     76.4 /  84.9 /  95.2
+    image route
+    detectron2 0.6           1 thread :  82.3 /  86.9 /  88.3  (seeds 1,2,3,4,5,6,7,8)
+    detectron2 0.6           2 threads:  88.3 /  88.3 /  91.7  (seeds 1,2,3,4)
+    detectron2 main 02b5c4e2 1 thread :  86.5 /  87.4 /  88.3  (seeds 1,2)
+    detectron2 main 02b5c4e2 2 threads:  85.1 /  85.1 /  85.1  (seeds 1)
+    all 15 runs:                     82.3 /  88.3 /  91.7
 
-An untrained model scores UNTRAINED_TABLE on the same images (``test_untrained_model_fails_gate``).
+An untrained model scores mAP50 0.0 (point) and 0.0 (image) on the same images (``test_untrained_model_fails_gate``).
 The threshold sits at least 10 points under the worst measured run. The time (about 60-90 s
 per route on 2 cores) is printed, not asserted. ``BESTIE_OVERFIT_SEED=N`` tries another seed.
 """
@@ -21,7 +32,7 @@ import pytest
 from overfit_case import run_overfit
 
 # at least 10 points under the worst run measured over seeds, threads and detectron2 versions
-MIN_MAP50 = {"point": 70.0, "image": 70.0}
+MIN_MAP50 = {"point": 65.0, "image": 65.0}
 
 
 @pytest.mark.timeout(1800)

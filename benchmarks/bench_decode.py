@@ -1,4 +1,4 @@
-"""Decoding latency (METHOD.md §6): the fast batched decoder vs the literal per-component reference.
+"""Decoding latency (docs/method.md §6): the fast batched decoder vs the literal per-component reference.
 
 Synthetic network outputs (``reference_decode.make_synthetic_outputs``): C = 20 classes, 10
 instances of 3 classes (one touching same-class pair, noisy heatmap / offsets / semantic flips, so

@@ -1,4 +1,4 @@
-"""Self-refinement cost (METHOD.md §5.1) vs one training forward + backward.
+"""Self-refinement cost (docs/method.md §5.1) vs one training forward + backward.
 
 1. ``refine_image_label`` (with center clustering) on synthetic network outputs: batch 4 at
    416x416, C = 20, 2-3 classes per image with ~3 instances each (noisy heatmaps / offsets /

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Mask R-CNN on BESTIE pseudo labels vs the export settings (issue 6; toy set).
 
-The paper does not say which BESTIE predictions become Mask R-CNN's pseudo labels (METHOD.md §9:
+The paper does not say which BESTIE predictions become Mask R-CNN's pseudo labels (docs/method.md §9:
 score threshold, flip TTA and schedule are open). Given a finished demo run (its ``bestie`` stage),
 this script, for each setting ``threshold[:flip][:iters]``:
 

@@ -1,5 +1,5 @@
 """Reference decoding for benchmarks and tests only: a literal, per-component re-statement of
-METHOD.md §6 (the authors' procedure), written from the spec.
+docs/method.md §6 (the authors' procedure), written from the spec.
 
 For every predicted class and every 8-connected component of it (>= ``min_area``), the heatmap is
 restricted to the component over the *full image*, one full-image ``k x k`` max-pool finds the

@@ -1,6 +1,6 @@
 """The one place that knows about detectron2 versions and the presence of its compiled ops.
 
-bestie_d2 runs on two kinds of detectron2 install (ARCHITECTURE.md §4, DETECTRON2.md §4):
+bestie_d2 runs on two kinds of detectron2 install (docs/architecture.md §4):
 
 * detectron2 **0.6** installed from the Python-only sdist (``scripts/install_detectron2.py``):
   no ``detectron2._C``; v0.6 imports ``_C`` unguarded almost everywhere, so a placeholder module

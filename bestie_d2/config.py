@@ -1,6 +1,6 @@
 """``add_bestie_config(cfg)``: every configuration key bestie_d2 adds, with its default and meaning.
 
-Defaults reproduce the authors' training code (METHOD.md Appendix A); where the paper/supplement
+Defaults reproduce the authors' training code (docs/method.md Appendix A); where the paper/supplement
 disagrees, the paper's value is one config change away (noted per key).
 """
 from detectron2.config import CfgNode as CN
@@ -49,7 +49,7 @@ def add_bestie_config(cfg):
     # (swapped/rescaled coordinates?); higher, since weak WSSS maps legitimately miss some objects.
     _C.BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION = 0.3
 
-    # Pseudo-label COCO json for the Mask R-CNN refinement stage (METHOD.md §9), registered by
+    # Pseudo-label COCO json for the Mask R-CNN refinement stage (docs/method.md §9), registered by
     # bestie_d2.data.pseudo_coco.register_pseudo_coco_from_config (train_net.setup calls it).
     _C.BESTIE.PSEUDO_COCO = CN()
     _C.BESTIE.PSEUDO_COCO.NAME = ""  # data set name to register the json as ("" = register nothing)
@@ -58,7 +58,7 @@ def add_bestie_config(cfg):
     _C.BESTIE.PSEUDO_COCO.SOURCE_DATASET = ""  # data set the labels were predicted on (classes/ids copied from it)
 
     # ------------------------------------------------------------------------------------------
-    # BESTIE training augmentation (METHOD.md §1.2)
+    # BESTIE training augmentation (docs/method.md §1.2)
     # ------------------------------------------------------------------------------------------
     _C.BESTIE.INPUT = CN()
     # Photometric distortion (brightness, contrast, hue; no saturation, no channel swap).
@@ -84,7 +84,7 @@ def add_bestie_config(cfg):
     _C.BESTIE.INPUT.MAX_POINTS_PER_CLASS = 128
 
     # ------------------------------------------------------------------------------------------
-    # BESTIE model (METHOD.md §3) and loss (§4)
+    # BESTIE model (docs/method.md §3) and loss (§4)
     # ------------------------------------------------------------------------------------------
     _C.MODEL.BESTIE = CN()
     # "PanopticDeepLabDecoder" (ResNet route, §3.1) or "LightHeads" (HRNet route, §3.2).
@@ -143,7 +143,7 @@ def add_bestie_config(cfg):
     _C.MODEL.BESTIE.CLUSTER.MERGE_DISTANCE = 100.0  # add a candidate only this far from peaks (px)
 
     # ------------------------------------------------------------------------------------------
-    # HRNet backbone (METHOD.md §3.2)
+    # HRNet backbone (docs/method.md §3.2)
     # ------------------------------------------------------------------------------------------
     _C.MODEL.HRNET = CN()
     _C.MODEL.HRNET.WIDTH = 48  # 32 or 48 (branch widths W, 2W, 4W, 8W)
@@ -154,7 +154,7 @@ def add_bestie_config(cfg):
     _C.MODEL.HRNET.OUT_FEATURES = ["hr"]  # the fused stride-4 feature
 
     # ------------------------------------------------------------------------------------------
-    # VGG-16 D1 backbone and the PAM classifier (METHOD.md §8)
+    # VGG-16 D1 backbone and the PAM classifier (docs/method.md §8)
     # ------------------------------------------------------------------------------------------
     _C.MODEL.VGG = CN()
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stride 8
@@ -179,7 +179,7 @@ def add_bestie_config(cfg):
     _C.INPUT.PAM.COLOR_JITTER = [0.3, 0.3, 0.3, 0.1]  # brightness, contrast, saturation, hue
     _C.INPUT.PAM.TEST_SIZE = 321  # square test size for cue extraction
 
-    # Cue extraction (extract_cues, METHOD.md §8.3).
+    # Cue extraction (extract_cues, docs/method.md §8.3).
     _C.PAM_CUES = CN()
     _C.PAM_CUES.SMOOTH_KERNEL = 3
     _C.PAM_CUES.NMS_KERNEL = 15

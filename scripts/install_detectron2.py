@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Install detectron2 into the current Python environment when no working one is present.
 
-Route (see ARCHITECTURE.md §4): detectron2 is not on PyPI under its own name. ``pb1-detectron2==0.6``
+Route (see docs/architecture.md §4): detectron2 is not on PyPI under its own name. ``pb1-detectron2==0.6``
 is a re-upload of the v0.6 release *without* the C++ sources, so ``pip install pb1-detectron2``
 fails while compiling. We download that sdist from the package index, verify its sha256, and
 install its pure-Python packages (core, model-zoo YAMLs, and the three ``detectron2.projects``)
@@ -33,7 +33,7 @@ SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 INDEX_URL = os.environ.get("BESTIE_PYPI_SIMPLE", "https://pypi.org/simple/pb1-detectron2/")
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bestie_d2")
 
-# The runtime dependencies of detectron2 0.6, with the pins ARCHITECTURE.md §4 requires.
+# The runtime dependencies of detectron2 0.6, with the pins docs/architecture.md §4 requires.
 RUNTIME_DEPS = [
     "fvcore>=0.1.5,<0.1.6",
     "iopath>=0.1.7,<0.1.10",

@@ -1,4 +1,4 @@
-"""Center clustering (supplement §1, METHOD.md §5.1): candidates from the offset map and the merge rule."""
+"""Center clustering (supplement §1, docs/method.md §5.1): candidates from the offset map and the merge rule."""
 import numpy as np
 import pytest
 import torch

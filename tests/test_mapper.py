@@ -1,4 +1,4 @@
-"""BESTIE augmentation (METHOD.md §1.2); BestieDatasetMapper on a tiny VOC-layout folder."""
+"""BESTIE augmentation (docs/method.md §1.2); BestieDatasetMapper on a tiny VOC-layout folder."""
 import os
 import pickle
 

@@ -1,4 +1,4 @@
-"""Instance decoding (METHOD.md §6): center NMS, grouping, the fast per-component decoder, and its
+"""Instance decoding (docs/method.md §6): center NMS, grouping, the fast per-component decoder, and its
 equality with the literal per-component reference (benchmarks/reference_decode.py)."""
 import importlib.util
 import os

@@ -1,4 +1,4 @@
-"""Self-refinement (METHOD.md §5) on hand-built network outputs, and the torch Gaussian pasting."""
+"""Self-refinement (docs/method.md §5) on hand-built network outputs, and the torch Gaussian pasting."""
 import numpy as np
 import pytest
 import torch

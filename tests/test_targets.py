@@ -1,4 +1,4 @@
-"""Pseudo instance labels (METHOD.md §2) on hand-built WSSS maps."""
+"""Pseudo instance labels (docs/method.md §2) on hand-built WSSS maps."""
 import numpy as np
 import pytest
 
@@ -169,7 +169,7 @@ def test_ignore_value_empty_inputs_and_errors():
 
 
 def _reference(sem, points, label, supervision, sigma=2, min_area=20):
-    """Direct transcription of METHOD.md §2 (scipy labelling, loops over components)."""
+    """Direct transcription of docs/method.md §2 (scipy labelling, loops over components)."""
     from scipy import ndimage
 
     H, W = sem.shape

@@ -1,6 +1,6 @@
 """``BestieDatasetMapper``: dataset record -> BESTIE training sample (or test input).
 
-Training (METHOD.md §1.1, §1.2, §2):
+Training (docs/method.md §1.1, §1.2, §2):
 
 1. read the image (``file_name``), the WSSS map (``wsss_file``, or ``<wsss_dir>/<image_id>.png``)
    and the instance cues (image route: ``peak_points_file`` / ``<peak_points_dir>/<id>.txt``;
@@ -95,7 +95,7 @@ class BestieDatasetMapper:
             cue_threshold: keep a cue only if its confidence is strictly greater.
             augmentation: a ready :class:`BestieAugmentation`; if None one is built from the
                 photometric / resize / scale / crop / pad / flip arguments below
-                (``cfg.BESTIE.INPUT``, METHOD.md §1.2).
+                (``cfg.BESTIE.INPUT``, docs/method.md §1.2).
             sigma, min_area: pseudo-target Gaussian sigma and minimum component area (§2).
             max_points_per_class: cap on the ``points`` carried to the model, per class.
             peak_points_dir, center_points_dir, wsss_dir: if set, ``<dir>/<image_id>.txt|png``

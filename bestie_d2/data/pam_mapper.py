@@ -1,4 +1,4 @@
-"""Dataset mapper of the PAM classifier (METHOD.md §8.2).
+"""Dataset mapper of the PAM classifier (docs/method.md §8.2).
 
 Training: square resize to ``INPUT.PAM.RESIZE`` (aspect ratio not kept, bilinear) -> horizontal
 flip (p = 0.5) -> colour jitter (torchvision ``ColorJitter`` semantics: brightness, contrast,

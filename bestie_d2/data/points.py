@@ -1,4 +1,4 @@
-"""Cue / point-label files: one point per line, ``x y c conf`` (METHOD.md §1.1).
+"""Cue / point-label files: one point per line, ``x y c conf`` (docs/method.md §1.1).
 
 * ``x``, ``y``: column and row in original-image pixels (written as integers);
 * ``c``: thing-class index ``0..C-1``;
@@ -129,7 +129,7 @@ def write_points(path, points) -> None:
 
 
 def filter_by_confidence(points: np.ndarray, threshold: float) -> np.ndarray:
-    """Keep the points whose confidence is strictly greater than ``threshold`` (METHOD.md §1.1)."""
+    """Keep the points whose confidence is strictly greater than ``threshold`` (docs/method.md §1.1)."""
     pts = np.asarray(points, dtype=np.float32)
     if pts.size == 0:
         return pts.reshape(0, 4)

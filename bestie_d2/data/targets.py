@@ -1,6 +1,6 @@
 """Pseudo instance labels from a WSSS map and instance cues ("semantic knowledge transfer").
 
-Implements METHOD.md §2 at crop resolution. For every class ``c`` present in the image label, the
+Implements docs/method.md §2 at crop resolution. For every class ``c`` present in the image label, the
 WSSS foreground ``sem == c + 1`` is split into 8-connected components. A component becomes a pseudo
 instance only if its area is at least ``min_area`` and it contains **exactly one** cue of class
 ``c``; cues of other classes are ignored. Every pixel ``p`` of an accepted component gets
@@ -11,7 +11,7 @@ Center targets:
 
 * ``supervision == "image"``: one Gaussian at each accepted component's centroid, in channel ``c``;
 * ``supervision == "point"``: one Gaussian at every cue of every labelled class, whatever its
-  component (the offsets still point to the centroid, as in the authors' code, METHOD.md §11.7).
+  component (the offsets still point to the centroid, as in the authors' code, docs/method.md §11.7).
 
 Gaussians (``gaussian_patch``) are ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``,
 pasted with the centre on the integer point, clipped at the borders and max-merged; points outside

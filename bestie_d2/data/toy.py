@@ -1,4 +1,4 @@
-"""Deterministic generator of the embedded "toy" instance-segmentation data set (ARCHITECTURE.md §5).
+"""Deterministic generator of the embedded "toy" instance-segmentation data set (docs/architecture.md §5).
 
 Five shape classes (:data:`TOY_CLASSES`), each with its own colour family and texture:
 

@@ -1,4 +1,4 @@
-"""BESTIE training augmentation (METHOD.md §1.2), with the instance cues carried along.
+"""BESTIE training augmentation (docs/method.md §1.2), with the instance cues carried along.
 
 Order, each step a small piece with every constant from ``cfg.BESTIE.INPUT``:
 
@@ -44,7 +44,7 @@ __all__ = [
 # 1. Photometric distortion
 # ------------------------------------------------------------------------------------------------
 class PhotometricDistort:
-    """Brightness / contrast / hue jitter of a uint8 ``(H, W, 3)`` image (METHOD.md §1.2 step 1)."""
+    """Brightness / contrast / hue jitter of a uint8 ``(H, W, 3)`` image (docs/method.md §1.2 step 1)."""
 
     def __init__(
         self, brightness_delta=16.0, contrast_range=(0.5, 1.5), hue_delta=36.0, image_format="RGB"
@@ -106,7 +106,7 @@ def _snap_up(n, factor, max_size):
 
 
 def bestie_resize_shape(h, w, long_side=449, factor=32):
-    """Output ``(new_h, new_w)`` of the BESTIE resize (METHOD.md §1.2 step 2).
+    """Output ``(new_h, new_w)`` of the BESTIE resize (docs/method.md §1.2 step 2).
 
     The long side becomes ``long_side`` snapped down to ``factor*k + 1`` (449 stays 449), the short
     side ``floor(short * long / max(h, w))``; then each side is rounded up to ``factor*k + 1``
@@ -199,7 +199,7 @@ def apply_to_points(tfm, points_xy):
 # The whole pipeline
 # ------------------------------------------------------------------------------------------------
 class BestieAugmentation:
-    """The METHOD.md §1.2 training pipeline for (image, WSSS map, cues)."""
+    """The docs/method.md §1.2 training pipeline for (image, WSSS map, cues)."""
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ def unwrap_model(model):
 
 
 class SelfRefinementHook(HookBase):
-    """Owns the self-refinement schedule (METHOD.md §5) and logs its statistics.
+    """Owns the self-refinement schedule (docs/method.md §5) and logs its statistics.
 
     Before each step it sets ``model.refine_active = enabled and iter >= start_iter`` (the model
     computes refined targets inside its training forward on detached outputs). After each step

@@ -1,6 +1,6 @@
 """Optimizers and LR schedules used by BESTIE / PAM training.
 
-``WarmupPolyLR`` reproduces the authors' schedule exactly (METHOD.md §1.3):
+``WarmupPolyLR`` reproduces the authors' schedule exactly (docs/method.md §1.3):
 ``lr(t) = base_lr · w(t) · (1 − t/T)^power`` with ``w(t) = f + (1 − f)·t/W`` for ``t < W``
 (``f = SOLVER.WARMUP_FACTOR``, ``W = SOLVER.WARMUP_ITERS``) and 1 afterwards.
 """

@@ -1,7 +1,7 @@
 """Statistics of instance cues against ground-truth instances.
 
 The quantity that drives BESTIE's pseudo labels is how many GT instances receive *exactly one*
-cue of their class (METHOD.md §2: a semantic component becomes a pseudo instance only then).
+cue of their class (docs/method.md §2: a semantic component becomes a pseudo instance only then).
 """
 import os
 from typing import Dict, Iterable, Optional

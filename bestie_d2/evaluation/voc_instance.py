@@ -1,4 +1,4 @@
-"""PASCAL VOC instance-segmentation evaluation (the chainercv / FCIS protocol, METHOD.md §7).
+"""PASCAL VOC instance-segmentation evaluation (the chainercv / FCIS protocol, docs/method.md §7).
 
 Protocol, per class ``c`` and IoU threshold ``t``:
 

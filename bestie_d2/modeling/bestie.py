@@ -1,5 +1,5 @@
 """BESTIE meta-architecture (Kim et al., CVPR 2022): weakly-supervised instance segmentation by
-semantic knowledge transfer and self-refinement. METHOD.md §3-§6.
+semantic knowledge transfer and self-refinement. docs/method.md §3-§6.
 
 Training: backbone -> heads (semantic C+1 logits, class-wise center C, offset 2) -> outputs
 upsampled to the crop -> DeepLabCE + IAG center/offset losses on the pseudo targets of the mapper,
@@ -98,7 +98,7 @@ class BESTIE(nn.Module):
             refine_params, cluster_params: ``RefineParams`` / ``ClusterParams`` objects or
                 zero-arg callables building them (resolved on first use). ``cluster_params`` is
                 used by refinement and, with ``test_use_clustering``, by decoding.
-            test_*: inference settings (METHOD.md §6).
+            test_*: inference settings (docs/method.md §6).
         """
         super().__init__()
         if supervision not in ("image", "point"):
@@ -261,7 +261,7 @@ class BESTIE(nn.Module):
         return t
 
     def losses(self, maps, targets, batched_inputs) -> Dict[str, torch.Tensor]:
-        """METHOD.md §4: ``Lseg + 200 Lctr + 0.01 Loff``, refined parts averaged in when active."""
+        """docs/method.md §4: ``Lseg + 200 Lctr + 0.01 Loff``, refined parts averaged in when active."""
         loss_sem = hard_pixel_cross_entropy(
             maps["sem_seg"], targets["sem_seg"], self.ignore_value, self.sem_loss_top_k
         )
@@ -297,7 +297,7 @@ class BESTIE(nn.Module):
 
     @torch.no_grad()
     def refine(self, maps, targets, batched_inputs) -> Dict[str, torch.Tensor]:
-        """Refined targets from this step's **detached** outputs (METHOD.md §5).
+        """Refined targets from this step's **detached** outputs (docs/method.md §5).
 
         Returns ``offset`` (N, 2, H, W), ``weight`` (N, H, W) in [0, 1] and, for the image route,
         ``center`` (N, C, H, W), on ``device``. The stats dict goes to ``last_refine_stats``.

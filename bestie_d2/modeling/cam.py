@@ -1,4 +1,4 @@
-"""CAM inference shared by ``extract_cues`` and ``cam_to_semantic`` (METHOD.md §8.3).
+"""CAM inference shared by ``extract_cues`` and ``cam_to_semantic`` (docs/method.md §8.3).
 
 For one image with ground-truth image labels ``L`` (original size H x W):
 
@@ -70,7 +70,7 @@ def compute_cams(
         images: (N, 3, S, S) resized images (pixel values, as ``model.cams`` expects).
         image_sizes: original (H, W) per image.
         labels: ground-truth class ids per image (the classes whose CAMs are returned).
-        flip: also run the flipped images and average (METHOD.md §8.3 step 3).
+        flip: also run the flipped images and average (docs/method.md §8.3 step 3).
     Returns:
         per image ``(classes (K,) long, cams (K, H, W) float in [0, 1])`` on the model's device,
         classes sorted ascending.
@@ -98,7 +98,7 @@ def find_peaks(
     top_k: int = 25,
     conf_threshold: float = 0.1,
 ) -> np.ndarray:
-    """Local maxima of class activation maps (METHOD.md §8.3 steps 4-6).
+    """Local maxima of class activation maps (docs/method.md §8.3 steps 4-6).
 
     Args:
         cam: (K, H, W) CAM of the classes ``classes`` (normalised, in the original frame).

@@ -2,7 +2,7 @@
 
 Raw CAMs (PAM's included) fire on the most discriminative parts of an object and under-segment it;
 a WSSS pipeline therefore refines them before they serve as semantic pseudo labels. The paper's
-WSSS maps come from DRS pseudo labels refined by a DeepLab-V2 re-training (METHOD.md §1.1), which
+WSSS maps come from DRS pseudo labels refined by a DeepLab-V2 re-training (docs/method.md §1.1), which
 we do not ship. This module is a cheap, training-free stand-in: per labelled class, OpenCV's
 GrabCut (Rother et al., SIGGRAPH 2004; used for weak labels in Khoreva et al., CVPR 2017) fits
 colour models to seeds taken from the CAM and returns the class's extent following image edges.

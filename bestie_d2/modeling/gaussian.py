@@ -1,4 +1,4 @@
-"""Torch Gaussian center maps (METHOD.md §2), shared by self-refinement (§5).
+"""Torch Gaussian center maps (docs/method.md §2), shared by self-refinement (§5).
 
 Same kernel as the numpy pseudo-label targets (``bestie_d2.data.targets.gaussian_patch``):
 a ``(6σ+3) x (6σ+3)`` patch, ``g = exp(-((x-x0)² + (y-y0)²) / (2σ²))`` with ``x0 = y0 = 3σ+1``

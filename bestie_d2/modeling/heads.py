@@ -1,4 +1,4 @@
-"""BESTIE prediction heads (METHOD.md §3).
+"""BESTIE prediction heads (docs/method.md §3).
 
 Two interchangeable head sets, selected by ``MODEL.BESTIE.DECODER`` through
 :data:`BESTIE_HEADS_REGISTRY`:
@@ -195,7 +195,7 @@ class DeepLabDecoder(nn.Module):
 
 @BESTIE_HEADS_REGISTRY.register()
 class PanopticDeepLabDecoder(nn.Module):
-    """Panoptic-DeepLab dual decoder with a class-wise center head (BESTIE, METHOD.md §3.1).
+    """Panoptic-DeepLab dual decoder with a class-wise center head (BESTIE, docs/method.md §3.1).
 
     Outputs (stride of the finest input feature, 4 for res2):
       ``sem_seg`` (N, C+1, h, w) logits, ``center`` (N, C, h, w) raw heatmaps (no sigmoid),

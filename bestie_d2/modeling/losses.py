@@ -1,4 +1,4 @@
-"""BESTIE losses (METHOD.md §4): hard-pixel-mined CE and IAG-weighted center / offset losses.
+"""BESTIE losses (docs/method.md §4): hard-pixel-mined CE and IAG-weighted center / offset losses.
 
 All functions are pure torch, keep the autograd graph in every case (an empty guidance region gives
 a zero that still backpropagates) and never synchronise with the host.

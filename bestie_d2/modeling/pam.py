@@ -1,4 +1,4 @@
-"""Peak Attention Module (PAM) and the PAM classifier (METHOD.md §8.1, supplement §3).
+"""Peak Attention Module (PAM) and the PAM classifier (docs/method.md §8.1, supplement §3).
 
 * :class:`PeakAttention`: parameter-free. ``x <- ReLU(x)``; per sample and channel, entries below
   ``alpha * max`` are set to zero, the others pass unchanged (gradients flow through them).
@@ -242,7 +242,7 @@ def pam_param_groups(model: nn.Module):
 
 
 def build_pam_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with the PAM learning-rate groups (METHOD.md §8.2); Adam/AdamW on request.
+    """SGD with the PAM learning-rate groups (docs/method.md §8.2); Adam/AdamW on request.
 
     lr = ``SOLVER.BASE_LR`` for pretrained (backbone) weights, x``SOLVER.BIAS_LR_FACTOR`` for their
     biases; ``MODEL.PAM.NEW_LAYER_LR_MULT`` x BASE_LR for new weights and x BIAS_LR_FACTOR of that

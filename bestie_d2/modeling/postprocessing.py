@@ -1,4 +1,4 @@
-"""Instance decoding from BESTIE outputs (METHOD.md §6), and the component machinery it shares with
+"""Instance decoding from BESTIE outputs (docs/method.md §6), and the component machinery it shares with
 self-refinement (§5).
 
 Public API:
@@ -443,7 +443,7 @@ def slot_mean(values_p, slot, count):
 # ------------------------------------------------------------------------------------------------
 def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kernel=41, min_area=50,
                      cluster=None):
-    """Decode instances of one image (METHOD.md §6).
+    """Decode instances of one image (docs/method.md §6).
 
     Args:
         sem_prob: ``(C+1, H, W)`` semantic probabilities (softmax; channel 0 = background).

@@ -1,4 +1,4 @@
-"""Self-refinement (METHOD.md §5): center clustering (``clustering``) and refined targets (``refine``).
+"""Self-refinement (docs/method.md §5): center clustering (``clustering``) and refined targets (``refine``).
 
 Names are resolved lazily: ``refine`` imports ``bestie_d2.modeling.postprocessing``, which imports
 ``clustering``; importing ``refine`` here eagerly would make that an import cycle.

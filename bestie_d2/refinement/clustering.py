@@ -1,4 +1,4 @@
-"""Center clustering from the offset map (supplement §1; METHOD.md §5.1, §6).
+"""Center clustering from the offset map (supplement §1; docs/method.md §5.1, §6).
 
 Near an instance center the predicted offsets are short. The candidate centers are the centroids of
 the 4-connected regions where ``|offset| < offset_threshold`` (2.5 px) inside a region (one
@@ -125,7 +125,7 @@ def cluster_centers(offset, region, heatmap, params):
 
 
 def merge_centers(peaks, candidates, heatmap, params):
-    """Merge clustering candidates into the heatmap peaks (METHOD.md §5.1 merge rule).
+    """Merge clustering candidates into the heatmap peaks (docs/method.md §5.1 merge rule).
 
     If there is no peak every candidate is added; otherwise a candidate is added only if its L2
     distance to every peak is ``> params.merge_distance``. The heatmap is set to 1.0 at every added

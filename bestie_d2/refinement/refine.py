@@ -1,4 +1,4 @@
-"""Online self-refinement of the instance targets (METHOD.md §5).
+"""Online self-refinement of the instance targets (docs/method.md §5).
 
 ``refine_image_label`` (§5.1): for every image and every class of its image label, the WSSS
 foreground of the class is split into 8-connected components (>= ``min_area`` px). Inside each
@@ -15,7 +15,7 @@ into the class channel, ``weight = conf`` and ``offset = (py - y, px - x)`` on `
 ``refine_point`` (§5.2): the WSSS foreground of each labelled class is grouped to the nearest GT
 point of that class through the offsets (weight 1, offset to the point). Unlike the authors' code,
 points on row 0 / column 0 are kept (their ``y == 0 or x == 0`` padding filter dropped real points,
-METHOD.md §12.8); invalid entries are recognised by being outside the image or having a class
+docs/method.md §12.8); invalid entries are recognised by being outside the image or having a class
 outside ``0..C-1`` / the image label.
 
 Both run under ``torch.no_grad()`` on detached tensors, vectorised over the batch: the component
@@ -97,7 +97,7 @@ def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
 
 
 def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None):
-    """Refined instance targets in the image-label setting (METHOD.md §5.1).
+    """Refined instance targets in the image-label setting (docs/method.md §5.1).
 
     Args:
         sem_logits: ``(B, C+1, H, W)`` semantic logits (softmax is taken here).
@@ -197,7 +197,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
 
 
 def refine_point(offset, points, image_label, wsss):
-    """Refined instance targets in the point setting (METHOD.md §5.2).
+    """Refined instance targets in the point setting (docs/method.md §5.2).
 
     Args:
         offset: ``(B, 2, H, W)`` predicted offsets (dy, dx).

@@ -1,6 +1,6 @@
 """Export a trained model's predictions on a training split as a COCO instances json.
 
-Step 1 of the Mask R-CNN refinement (METHOD.md §9): run BESTIE over the *training* images, keep
+Step 1 of the Mask R-CNN refinement (docs/method.md §9): run BESTIE over the *training* images, keep
 the predicted masks / classes / scores, write them as COCO pseudo labels; step 2 trains a
 Mask R-CNN on them (``configs/*/mask_rcnn_R50_FPN_refine.yaml``)::
 

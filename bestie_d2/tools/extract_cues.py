@@ -1,6 +1,6 @@
 """Extract instance cues (PAM peaks) and, optionally, CAM semantic maps from a trained PAM classifier.
 
-METHOD.md §8.3. For every image of the data set(s), with its **ground-truth image labels**:
+docs/method.md §8.3. For every image of the data set(s), with its **ground-truth image labels**:
 flip-averaged, per-class max-normalised CAMs at the original resolution
 (:mod:`bestie_d2.modeling.cam`) -> 3x3 smoothing -> ``PAM_CUES.NMS_KERNEL`` max-pool NMS -> top
 ``PAM_CUES.TOP_K`` peaks per class with ``conf >= PAM_CUES.CONF_THRESHOLD`` -> one

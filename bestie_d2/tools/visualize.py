@@ -298,7 +298,7 @@ def _input_path(record, key: str, folder: Optional[str], ext: str) -> str:
 
 def pseudo_label_instances(cfg, record: dict, *, wsss_dir: Optional[str] = None,
                            cues_dir: Optional[str] = None) -> Dict[str, np.ndarray]:
-    """The pseudo instances of semantic knowledge transfer (METHOD.md §2) at the original
+    """The pseudo instances of semantic knowledge transfer (docs/method.md §2) at the original
     resolution of ``record``.
 
     WSSS map: ``<wsss_dir>/<id>.png``, else ``BESTIE.DATA.WSSS_DIR``, else the record's

@@ -1,4 +1,4 @@
-"""HRNet-W32 / W48 backbone (pose-estimation variant), METHOD.md §3.2.
+"""HRNet-W32 / W48 backbone (pose-estimation variant), docs/method.md §3.2.
 
 Layout: stem of two stride-2 3x3 convs (64 ch) -> layer1 (4 Bottlenecks, 256 ch) -> stages 2, 3, 4
 with 2, 3, 4 parallel branches of widths (W, 2W, 4W, 8W) built from BASIC blocks, SUM fusion

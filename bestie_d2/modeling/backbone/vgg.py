@@ -1,4 +1,4 @@
-"""VGG-16 "D1": the output-stride-8 VGG-16 used by the PAM classifier (METHOD.md §8.1).
+"""VGG-16 "D1": the output-stride-8 VGG-16 used by the PAM classifier (docs/method.md §8.1).
 
 Layout (``features.<i>`` indices are torchvision's ``vgg16().features`` indices, so an ImageNet
 ``vgg16-397923af.pth`` loads by name; see :class:`bestie_d2.modeling.pam.PAMClassifier` for loading

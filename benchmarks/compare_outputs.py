@@ -1,0 +1,123 @@
+"""Bit-identity of decoding and refinement between two source trees (issue 13, "behaviour unchanged").
+
+The inputs of ``bench_decode.py`` (416² and 512², C = 20, 10 instances, noise 0.3, seed 0; with and
+without center clustering) and of ``bench_refine.py`` (batch 4 at 416², C = 20; image route with
+clustering, plus the point route on one point per true instance) are made once, with this tree's
+generators, and written to a temporary file. Each tree then runs ``decode_instances``,
+``refine_image_label`` and ``refine_point`` on them in a subprocess with that tree first on
+``sys.path``, and the outputs are compared with ``torch.equal`` (every tensor, every bit)::
+
+    .venv/bin/python benchmarks/compare_outputs.py [--before /work/before] [--after .]
+        [--python .venv/bin/python] [--sizes 416 512]
+
+Prints one line per output and exits 1 if any differs. The worker finds the functions under their
+module names in either layout (``bestie_d2.modeling.post_processing`` / ``self_refinement`` /
+``center_clustering`` after the redesign, ``bestie_d2.modeling.postprocessing`` /
+``bestie_d2.refinement.*`` before it).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+
+
+def make_inputs(sizes):
+    """{name: array} with the decode and refinement benchmark inputs."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    import bestie_d2  # noqa: F401
+    from bench_refine import synthetic_batch
+    from reference_decode import make_synthetic_outputs
+
+    arrays = {}
+    for size in sizes:
+        sem_prob, center, offset, _, _ = make_synthetic_outputs(
+            size, size, num_classes=20, num_instances=10, num_present=3, seed=0,
+            radius=(size / 28, size / 9), noise=0.3)
+        arrays.update({f"decode{size}/sem_prob": sem_prob, f"decode{size}/center": center,
+                       f"decode{size}/offset": offset})
+    (logits, center, offset, label, wsss), inputs = synthetic_batch(4, 416, 20)
+    arrays.update({"refine/logits": logits, "refine/center": center, "refine/offset": offset,
+                   "refine/label": label, "refine/wsss": wsss})
+    for b, x in enumerate(inputs):
+        inst = (x["weight"] > 0)
+        ys, xs = inst.nonzero(as_tuple=True)
+        pick = torch.arange(0, ys.shape[0], max(1, ys.shape[0] // 4))
+        cls = wsss[b][ys[pick], xs[pick]] - 1
+        arrays[f"refine/points{b}"] = torch.stack([ys[pick], xs[pick], cls.clamp(min=0)], 1)
+    return {k: v.numpy() for k, v in arrays.items()}
+
+
+def worker(tree, inp, out):
+    """Run in a subprocess: the tree's functions on the inputs, outputs to ``out``."""
+    sys.path.insert(0, tree)
+    import bestie_d2
+
+    assert os.path.abspath(bestie_d2.__file__).startswith(os.path.abspath(tree)), bestie_d2.__file__
+    try:
+        from bestie_d2.modeling.center_clustering import ClusterParams
+        from bestie_d2.modeling.post_processing import decode_instances
+        from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
+    except ImportError:
+        from bestie_d2.modeling.postprocessing import decode_instances
+        from bestie_d2.refinement.clustering import ClusterParams
+        from bestie_d2.refinement.refine import RefineParams, refine_image_label, refine_point
+
+    torch.set_num_threads(1)
+    with np.load(inp) as f:
+        x = {k: torch.from_numpy(f[k]) for k in f.files}
+    res = {}
+    for key in sorted(k.split("/")[0] for k in x if k.endswith("/sem_prob")):
+        for name, cl in (("cluster", ClusterParams()), ("nocluster", None)):
+            m, c, s = decode_instances(x[f"{key}/sem_prob"], x[f"{key}/center"], x[f"{key}/offset"],
+                                       center_threshold=0.1, nms_kernel=41, min_area=50, cluster=cl)
+            res.update({f"{key}_{name}/masks": m, f"{key}_{name}/classes": c, f"{key}_{name}/scores": s})
+    r = [x[f"refine/{k}"] for k in ("logits", "center", "offset", "label", "wsss")]
+    t, _ = refine_image_label(*r, RefineParams(), ClusterParams())
+    res.update({f"refine_image/{k}": v for k, v in t.items()})
+    points = [x[f"refine/points{b}"] for b in range(r[0].shape[0])]
+    t, _ = refine_point(r[2], points, r[3], r[4])
+    res.update({f"refine_point/{k}": v for k, v in t.items()})
+    np.savez(out, **{k: v.numpy() for k, v in res.items()})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--before", default="/work/before")
+    ap.add_argument("--after", default=ROOT)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[416, 512])
+    ap.add_argument("--worker", nargs=3, metavar=("TREE", "IN", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(*args.worker)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = os.path.join(tmp, "inputs.npz")
+        np.savez(inp, **make_inputs(args.sizes))
+        outs = {}
+        for tag, tree in (("before", args.before), ("after", args.after)):
+            outs[tag] = os.path.join(tmp, f"{tag}.npz")
+            subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
+                            outs[tag]], check=True, cwd=tmp)
+        with np.load(outs["before"]) as a, np.load(outs["after"]) as b:
+            keys = sorted(set(a.files) | set(b.files))
+            bad = 0
+            for k in keys:
+                same = k in a.files and k in b.files and torch.equal(torch.from_numpy(a[k]), torch.from_numpy(b[k]))
+                shape = tuple(a[k].shape) if k in a.files else None
+                print(f"{k:32s} {str(shape):18s} {'identical' if same else 'DIFFERENT'}")
+                bad += not same
+    print(f"{len(keys) - bad}/{len(keys)} outputs bit-identical ({args.before} vs {args.after})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from PIL import Image
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2 import add_bestie_config
 from bestie_d2.data.errors import BestieDataError, ImageSizeMismatchError, MissingDataError
-from bestie_d2.data.mappers import BestieDatasetMapper
+from bestie_d2.data.mappers import BestieDatasetMapper, inference_input, record_classes
 from bestie_d2.data.transforms import (
     BestieAugmentation,
     PhotometricDistort,
@@ -248,6 +248,36 @@ def test_mapper_test_mode(voc_root):
     rec = _record(voc_root)
     mapper(rec)
     assert rec == _record(voc_root)
+
+
+def test_inference_input_is_the_mappers_test_input(voc_root):
+    """The one test-input path: an image array through inference_input gives the mapper's dict;
+    without a record only the image and its size (or the given size)."""
+    from detectron2.data import detection_utils as utils
+
+    rec = _record(voc_root)
+    out = BestieDatasetMapper(_cfg("image", voc_root), is_train=False)(rec)
+    image = utils.read_image(rec["file_name"], format="RGB")
+    label = np.zeros(C, np.float32)
+    label[[6, 14]] = 1
+    same = inference_input(image, label, image_id=rec["image_id"], file_name=rec["file_name"])
+    assert list(same) == list(out)
+    for k in out:
+        assert torch.equal(same[k], out[k]) if torch.is_tensor(out[k]) else same[k] == out[k], k
+    assert out["image_label"].dtype == torch.float32
+    bare = inference_input(image[:20, :30], height=H, width=W)
+    assert set(bare) == {"image", "height", "width"} and bare["image"].shape == (3, 20, 30)
+    assert (bare["height"], bare["width"]) == (H, W)
+    assert inference_input(image[:20, :30])["height"] == 20
+
+
+def test_record_classes():
+    assert record_classes({"image_label": [14, 6, 6]}) == [6, 14]
+    anns = [{"category_id": 3}, {"category_id": 1, "iscrowd": 1}, {"category_id": 3}]
+    assert record_classes({"annotations": anns}) == [1, 3]
+    assert record_classes({"image_label": [], "annotations": anns}) == []  # image_label wins
+    with pytest.raises(KeyError, match="neither"):
+        record_classes({"image_id": "x"})
 
 
 def test_mapper_errors_name_the_files(voc_root):

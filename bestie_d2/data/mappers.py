@@ -17,7 +17,10 @@ padding = 0), ``center`` (C,H,W), ``offset`` (2,H,W), ``weight`` (H,W) float,
 ``file_name``.
 
 Test (``is_train=False``): ``image`` at the original size, ``image_label``, ``height``, ``width``,
-``image_id``, ``file_name``; the model resizes internally.
+``image_id``, ``file_name``; the model resizes internally. This is the one test-input path:
+:func:`inference_input` builds the dict from an image array (``tools/predict``,
+``tools/visualize`` and the pseudo-label export use it, or the mapper itself for records), and
+:func:`record_classes` is the one helper turning a record into its class list.
 
 Any failure while mapping a record is raised as ``BestieDataError`` naming the image id and the
 files involved.
@@ -39,7 +42,7 @@ from .targets import SUPERVISION_TYPES, make_pseudo_targets
 from .transforms import BestieAugmentation
 from .wsss import read_wsss_map  # the one WSSS reader (also bestie_d2.data.datasets.read_wsss_map)
 
-__all__ = ["BestieDatasetMapper", "read_wsss_map", "image_label_vector"]
+__all__ = ["BestieDatasetMapper", "read_wsss_map", "image_label_vector", "record_classes", "inference_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,39 @@ def image_label_vector(labels, num_classes):
         raise ClassIdError(f"image_label {ids.tolist()} has classes outside 0..{num_classes - 1}")
     vec[ids] = 1.0
     return vec
+
+
+def record_classes(record):
+    """The classes of a dataset record, ``list[int]`` sorted unique ids ``0..C-1``: its
+    ``image_label``, else the ``category_id`` of its ``annotations``. Raises ``KeyError`` when the
+    record has neither."""
+    if "image_label" in record:
+        return sorted({int(c) for c in record["image_label"]})
+    if "annotations" in record:
+        return sorted({int(a["category_id"]) for a in record["annotations"]})
+    raise KeyError(f"record {record.get('image_id')!r} has neither 'image_label' nor 'annotations'")
+
+
+def inference_input(image, image_label=None, **fields):
+    """The model input of one image at test time (DEVELOPING.md "Mapper output", test mode).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 array in the model's ``INPUT.FORMAT``, at the size the model
+            gets (BESTIE: the original image; it resizes internally).
+        image_label: optional ``(C,)`` multi-hot (:func:`image_label_vector`) -> float32 tensor.
+        fields: ``height``, ``width`` (the output size; default the image's), ``image_id``,
+            ``file_name`` and any other key, copied as given.
+
+    Returns:
+        ``{"image": (3, H, W) uint8 tensor, ["image_label": (C,) float32], "height", "width", ...}``.
+    """
+    out = {"image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))}
+    if image_label is not None:
+        out["image_label"] = torch.as_tensor(np.asarray(image_label, dtype=np.float32))
+    out["height"] = fields.pop("height", image.shape[0])
+    out["width"] = fields.pop("width", image.shape[1])
+    out.update(fields)
+    return out
 
 
 class BestieDatasetMapper:
@@ -200,12 +236,8 @@ class BestieDatasetMapper:
         return self._path(record, "center_points_file", self.center_points_dir, ".txt")
 
     def _image_label(self, record):
-        if "image_label" in record:
-            return image_label_vector(record["image_label"], self.num_classes)
-        if not self.is_train and "annotations" in record:
-            return image_label_vector(
-                sorted({a["category_id"] for a in record["annotations"]}), self.num_classes
-            )
+        if "image_label" in record or (not self.is_train and "annotations" in record):
+            return image_label_vector(record_classes(record), self.num_classes)
         raise BestieDataError("record has no 'image_label'")
 
     # ------------------------------------------------------------------------------------------
@@ -227,14 +259,10 @@ class BestieDatasetMapper:
 
     def _map_test(self, record):
         image = self._read_image(record)
-        return {
-            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "image_label": torch.as_tensor(self._image_label(record)),
-            "height": record["height"],
-            "width": record["width"],
-            "image_id": record["image_id"],
-            "file_name": record["file_name"],
-        }
+        return inference_input(
+            image, self._image_label(record), height=record["height"], width=record["width"],
+            image_id=record["image_id"], file_name=record["file_name"],
+        )
 
     def _map_train(self, record):
         label = self._image_label(record)

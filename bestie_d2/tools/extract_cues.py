@@ -45,6 +45,7 @@ import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data sets)
 from bestie_d2.config import load_config
+from bestie_d2.data.mappers import record_classes
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
 from bestie_d2.modeling.cam_grabcut import grabcut_semantic
@@ -135,14 +136,6 @@ def write_png_atomic(path: str, array: np.ndarray) -> None:
     atomic_write(path, buf.tobytes())
 
 
-def _image_labels(record) -> List[int]:
-    if "image_label" in record:
-        return sorted(set(int(c) for c in record["image_label"]))
-    if "annotations" in record:
-        return sorted(set(int(a["category_id"]) for a in record["annotations"]))
-    raise KeyError(f"record {record.get('image_id')} has no image_label")
-
-
 class _ImageReader(torch.utils.data.Dataset):
     """Reads and resizes the images of a list of records (for a DataLoader)."""
 
@@ -229,7 +222,7 @@ def run_cam_inference(
     bar = tqdm(total=len(todo), disable=not comm.is_main_process(), desc="CAM inference",
                unit="img", dynamic_ncols=True)
     for images, sizes, idx, originals in loader:
-        labels = [_image_labels(todo[i]) for i in idx]
+        labels = [record_classes(todo[i]) for i in idx]
         results = compute_cams(model, images, sizes, labels, flip=pc.FLIP)
         for (classes, cam), i, size, original in zip(results, idx, sizes, originals):
             rec = todo[i]

@@ -29,6 +29,7 @@ the image at its own size (the model resizes internally); other models get Detec
 """
 import argparse
 import glob
+import json
 import logging
 import os
 import sys
@@ -42,7 +43,9 @@ import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data 
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 
+from ..data.mappers import inference_input
 from ..utils import vis
+from ..utils.io import atomic_write
 from .visualize import parse_args_with_opts, setup_cfg
 
 __all__ = [
@@ -123,7 +126,7 @@ class Predictor:
     """Callable: one image (``H, W, 3`` uint8 in ``INPUT.FORMAT``) -> CPU ``Instances`` at the
     image size. BESTIE (a model with ``inference_maps``) gets the image as is; other models get
     ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` and ``height``/``width`` so that they
-    return full-size masks."""
+    return full-size masks. The input dict is :func:`bestie_d2.data.mappers.inference_input`'s."""
 
     def __init__(self, cfg, model):
         import detectron2.data.transforms as T
@@ -138,8 +141,7 @@ class Predictor:
     def __call__(self, image: np.ndarray):
         h, w = image.shape[:2]
         img = image if self.aug is None else self.aug.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        out = self.model([{"image": tensor, "height": h, "width": w}])[0]
+        out = self.model([inference_input(img, height=h, width=w)])[0]
         return out["instances"].to("cpu")
 
 
@@ -242,8 +244,6 @@ def run_predict(
     from detectron2.utils.visualizer import ColorMode, Visualizer
     from tqdm import tqdm
 
-    from .export_pseudo_coco import write_json_atomic
-
     paths = find_images(inputs)
     ids, root = image_ids_for(paths)
     if predictor is None:
@@ -282,7 +282,7 @@ def run_predict(
                 raise PredictError(f"refusing to overwrite the input image {target}: choose another --output")
             vis.save_png(target, drawn)
     json_path = os.path.join(output_dir, "predictions.json")
-    write_json_atomic(results, json_path)
+    atomic_write(json_path, json.dumps(results, separators=(",", ":")), fsync=True)
     summary = {
         "images": len(paths),
         "predicted": stats["predicted"],

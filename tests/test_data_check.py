@@ -30,7 +30,7 @@ from bestie_d2.data.points import read_points, write_points
 from bestie_d2.data.wsss import read_wsss_map
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 CFG = os.path.join(REPO, "configs/toy/bestie_point_label.yaml")
 C = 5
 
@@ -267,7 +267,7 @@ def test_wsss_value_out_of_range(data, capsys):
     code, out = _check_data_tool(data, capsys)
     assert code == 1 and str(p) in out
     # the visualize tool reads it with the same reader
-    from bestie_d2.tools.visualize import pseudo_label_instances
+    from bestie_d2.visualization.pseudo_labels import pseudo_label_instances
 
     with pytest.raises(ClassIdError, match="out of range"):
         pseudo_label_instances(_cfg(data), r)

@@ -11,7 +11,7 @@ import torch
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2.utils import vis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO as ROOT
 CFG_IMAGE = os.path.join(ROOT, "configs", "toy", "bestie_image_label.yaml")
 CFG_POINT = os.path.join(ROOT, "configs", "toy", "bestie_point_label.yaml")
 PAD = 4  # vis.compose_grid default
@@ -50,7 +50,7 @@ def _read_rgb(path):
 def _tiny_model(opts=()):
     """Random-init toy BESTIE; the semantic head favours the classes so that decoding finds a few
     instances (a random head predicts background everywhere)."""
-    from bestie_d2.tools.visualize import setup_cfg
+    from bestie_d2.utils.cli import setup_cfg
     from detectron2.modeling import build_model
 
     cfg = setup_cfg(CFG_IMAGE, DS_OPTS + ["MODEL.BESTIE.TEST.MIN_AREA", "5"] + list(opts))
@@ -112,6 +112,7 @@ def test_save_png_atomic(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_visualize_image_route(cue_dirs, tmp_path):
     from bestie_d2.tools import visualize
+    from bestie_d2.visualization.training_sample import NUM_PANELS
 
     out = str(tmp_path / "vis")
     args = ["--config-file", CFG_IMAGE, "--dataset", "test_toy_train", "--output", out,
@@ -122,7 +123,7 @@ def test_visualize_image_route(cue_dirs, tmp_path):
     assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
     for p in paths:
         img = _read_rgb(p)
-        assert img.shape[1] == visualize.NUM_PANELS * 96 + (visualize.NUM_PANELS + 1) * PAD
+        assert img.shape[1] == NUM_PANELS * 96 + (NUM_PANELS + 1) * PAD
         assert 96 + 2 * PAD < img.shape[0] < 96 + 120
     first = open(paths[0], "rb").read()
     visualize.main(args)  # same seed: same pixels
@@ -132,6 +133,8 @@ def test_visualize_image_route(cue_dirs, tmp_path):
 def test_visualize_point_route_and_render(cue_dirs, tmp_path, toy_root):
     from bestie_d2.data.mappers import BestieDatasetMapper
     from bestie_d2.tools import visualize
+    from bestie_d2.utils.cli import setup_cfg
+    from bestie_d2.visualization.training_sample import NUM_PANELS, render_training_sample
     from detectron2.data import DatasetCatalog
 
     out = str(tmp_path / "vis_point")
@@ -139,15 +142,15 @@ def test_visualize_point_route_and_render(cue_dirs, tmp_path, toy_root):
                             "BESTIE.DATA.WSSS_DIR", cue_dirs["wsss"]] + DS_OPTS)
     assert len(paths) == 1
     crop = 128  # configs/toy: BESTIE.INPUT.CROP_SIZE
-    assert _read_rgb(paths[0]).shape[1] == visualize.NUM_PANELS * crop + (visualize.NUM_PANELS + 1) * PAD
+    assert _read_rgb(paths[0]).shape[1] == NUM_PANELS * crop + (NUM_PANELS + 1) * PAD
 
     # the semantic panel shows the mapper's sem_seg in the class colours
-    cfg = visualize.setup_cfg(CFG_POINT, ["BESTIE.DATA.WSSS_DIR", cue_dirs["wsss"]])
+    cfg = setup_cfg(CFG_POINT, ["BESTIE.DATA.WSSS_DIR", cue_dirs["wsss"]])
     mapper = BestieDatasetMapper(cfg, is_train=True)
     mapper.rng = np.random.default_rng(0)
     sample = mapper(DatasetCatalog.get("test_toy_train")[1])
-    grid = visualize.render_training_sample(sample, class_names=["a", "b", "c", "d", "e"], panel_size=0)
-    assert grid.shape[1] == visualize.NUM_PANELS * crop + (visualize.NUM_PANELS + 1) * PAD
+    grid = render_training_sample(sample, class_names=["a", "b", "c", "d", "e"], panel_size=0)
+    assert grid.shape[1] == NUM_PANELS * crop + (NUM_PANELS + 1) * PAD
     sem_panel = grid[-PAD - crop:-PAD, 2 * PAD + crop:2 * PAD + 2 * crop]
     np.testing.assert_array_equal(sem_panel, vis.colorize_semantic(sample["sem_seg"]))
 
@@ -178,7 +181,7 @@ def test_visualize_errors(cue_dirs, tmp_path, capsys):
 
 
 def test_split_config_opts():
-    from bestie_d2.tools.visualize import split_config_opts
+    from bestie_d2.utils.cli import split_config_opts
 
     assert split_config_opts(["--index", "3", "17", "MODEL.WEIGHTS", "w.pth", "SEED", "1"]) == (
         ["--index", "3", "17"], ["MODEL.WEIGHTS", "w.pth", "SEED", "1"])
@@ -189,7 +192,8 @@ def test_split_config_opts():
 # demo grid and pseudo labels
 # ------------------------------------------------------------------------------------------------
 def test_pseudo_label_instances(cue_dirs):
-    from bestie_d2.tools.visualize import pseudo_label_instances, setup_cfg
+    from bestie_d2.utils.cli import setup_cfg
+    from bestie_d2.visualization.pseudo_labels import pseudo_label_instances
     from detectron2.data import DatasetCatalog
 
     cfg = setup_cfg(CFG_IMAGE, [])
@@ -210,7 +214,7 @@ def test_pseudo_label_instances(cue_dirs):
 
 
 def test_demo_grid(cue_dirs, tmp_path):
-    from bestie_d2.tools.visualize import demo_grid
+    from bestie_d2.visualization.demo_grid import demo_grid
 
     cfg, model = _tiny_model()
     model.train()

@@ -1,7 +1,7 @@
 """Evaluators: PASCAL VOC instance segmentation (chainercv / FCIS protocol)."""
+from ..utils.masks import encode_masks
 from .voc_instance import (
     VOCInstanceEvaluator,
-    encode_masks,
     eval_instance_segmentation_voc,
     eval_instance_segmentation_voc_multi,
     voc_ap,

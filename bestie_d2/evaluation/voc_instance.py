@@ -36,65 +36,16 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
+from ..utils.masks import encode_masks, masks_to_rles
+
 __all__ = [
     "VOCInstanceEvaluator",
     "eval_instance_segmentation_voc",
     "eval_instance_segmentation_voc_multi",
     "voc_ap",
-    "encode_masks",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------------
-# Mask helpers
-# ------------------------------------------------------------------------------------------------
-def encode_masks(masks):
-    """Encode ``(N, H, W)`` masks (bool/uint8 numpy array or torch tensor) to a list of RLE dicts.
-
-    One mask at a time (Fortran-ordered uint8 copy of a single ``(H, W, 1)`` slice) to keep the
-    peak memory small. Float masks are thresholded at 0.5.
-    """
-    if hasattr(masks, "detach"):  # torch tensor
-        masks = masks.detach().cpu().numpy()
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
-    if masks.dtype.kind == "f":
-        masks = masks > 0.5
-    rles = []
-    for m in masks:
-        rle = mask_util.encode(np.asfortranarray(m[:, :, None], dtype=np.uint8))[0]
-        rles.append(rle)
-    return rles
-
-
-def _to_rles(masks, height=None, width=None):
-    """Normalise one image's masks to a list of compressed RLE dicts.
-
-    Accepts a list of RLE dicts (compressed or uncompressed), polygon lists (then ``height`` and
-    ``width`` are needed), or an ``(N, H, W)`` array / tensor.
-    """
-    if masks is None:
-        return []
-    if isinstance(masks, (list, tuple)):
-        out = []
-        for m in masks:
-            if isinstance(m, dict):
-                if isinstance(m.get("counts"), list):  # uncompressed RLE
-                    h, w = m["size"]
-                    m = mask_util.frPyObjects(m, h, w)
-                out.append(m)
-            elif isinstance(m, (list, tuple)):  # polygons
-                if height is None or width is None:
-                    raise ValueError("polygon masks need the image height and width")
-                out.append(mask_util.merge(mask_util.frPyObjects(m, height, width)))
-            else:
-                arr = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m)
-                out.extend(encode_masks(arr[None]))
-        return out
-    return encode_masks(masks)
 
 
 def _mask_iou(pred_rles, gt_rles):
@@ -169,8 +120,8 @@ def eval_instance_segmentation_voc_multi(
     matches = [[[] for _ in range(num_classes)] for _ in thresholds]
 
     for i in range(n):
-        p_rles = _to_rles(pred_masks[i])
-        g_rles = _to_rles(gt_masks[i])
+        p_rles = masks_to_rles(pred_masks[i])
+        g_rles = masks_to_rles(gt_masks[i])
         p_lab = _as_1d(pred_labels[i], np.int64)
         p_sc = _as_1d(pred_scores[i], np.float64)
         g_lab = _as_1d(gt_labels[i], np.int64)
@@ -358,7 +309,7 @@ class VOCInstanceEvaluator(DatasetEvaluator):
                         f"image {img_id!r}: category_id {c} outside [0, {num_classes}) "
                         "(expected contiguous ids)"
                     )
-                rle = _to_rles([ann["segmentation"]], h, w)[0]
+                rle = masks_to_rles([ann["segmentation"]], h, w)[0]
                 if tuple(rle["size"]) != (h, w):
                     raise ValueError(
                         f"image {img_id!r}: GT mask size {tuple(rle['size'])} != record size {(h, w)}"

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional
 import bestie_d2  # noqa: F401  (prepares detectron2, registers the data sets)
 
 from ..data.errors import BestieDataError
-from .visualize import check_dataset, parse_args_with_opts, setup_cfg
+from ..data.datasets.catalog import check_dataset
+from ..utils.cli import parse_args_with_opts, setup_cfg, tool_argument_parser
 
 __all__ = ["build_parser", "check_data", "main", "cli"]
 
@@ -49,21 +50,18 @@ def check_data(cfg, dataset_names: Optional[List[str]] = None, report_file: Opti
     kept = check_training_inputs(
         groups, mapper, d.MISSING_INPUT, names, check="full",
         max_mismatch_fraction=d.MAX_LABEL_MISMATCH_FRACTION,
-            max_outside_fraction=d.MAX_CUES_OUTSIDE_FRACTION, report_file=report_file,
+        max_outside_fraction=d.MAX_CUES_OUTSIDE_FRACTION, report_file=report_file,
     )
     return {"images": sum(len(v) for v in groups.values()), "kept": len(kept), "datasets": names}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Check the training inputs of a BESTIE config (images, cue/point files, WSSS maps, "
-                    "class conventions) without training.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = tool_argument_parser(
+        "Check the training inputs of a BESTIE config (images, cue/point files, WSSS maps, "
+        "class conventions) without training."
     )
-    p.add_argument("--config-file", required=True, metavar="FILE", help="BESTIE config")
     p.add_argument("--dataset", nargs="+", default=None, help="registered data sets (default: DATASETS.TRAIN)")
     p.add_argument("--report", default=None, help="write every problem line to this file")
-    p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p
 
 

@@ -242,7 +242,7 @@ class Pipeline:
         return {"weights": os.path.join(d, "model_final.pth"), "init": self.args.maskrcnn_init, "eval": res}
 
     def stage_visualize(self, d):
-        from bestie_d2.tools.visualize import demo_grid
+        from bestie_d2.visualization.demo_grid import demo_grid
 
         cfg, model = self._load_bestie()
         path = os.path.join(self.out, "grid.png")

@@ -46,7 +46,7 @@ from detectron2.data import detection_utils as utils
 from ..data.mappers import inference_input
 from ..utils import vis
 from ..utils.io import atomic_write
-from .visualize import parse_args_with_opts, setup_cfg
+from ..utils.cli import parse_args_with_opts, setup_cfg
 
 __all__ = [
     "IMAGE_EXTENSIONS",

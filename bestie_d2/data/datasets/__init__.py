@@ -6,7 +6,7 @@ is loaded. Record and metadata contract: ``docs/DEVELOPING.md``; on-disk layouts
 ``datasets/README.md``.
 """
 from .builtin import register_all_builtin
-from .catalog import get_datasets_root, register_dataset
+from .catalog import check_dataset, get_datasets_root, register_dataset
 from .coco import COCO_CLASSES, coco_instances_metadata, load_bestie_coco, register_bestie_coco
 from .label_maps import read_label_map, rgb_to_voc_labels, voc_colormap, write_label_map
 from .toy import load_toy_split, register_toy_dataset
@@ -27,6 +27,7 @@ __all__ = [
     "COCO_CLASSES",
     "RecordInputs",
     "VOC_CLASSES",
+    "check_dataset",
     "coco_instances_metadata",
     "get_datasets_root",
     "image_size",

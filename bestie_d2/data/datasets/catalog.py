@@ -1,4 +1,5 @@
-"""Registration helpers shared by the data-set modules (double-registration guard)."""
+"""Registration helpers shared by the data-set modules (double-registration guard, name check)."""
+import difflib
 import hashlib
 import logging
 import os
@@ -6,7 +7,7 @@ from typing import Callable, Dict
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-__all__ = ["register_dataset", "get_datasets_root"]
+__all__ = ["register_dataset", "get_datasets_root", "check_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +52,13 @@ def register_dataset(
     DatasetCatalog.register(name, loader)
     MetadataCatalog.get(name).set(bestie_key=key, **metadata)
     return True
+
+
+def check_dataset(name: str) -> None:
+    """Raise a ``KeyError`` naming up to five close matches if ``name`` is not a registered data set."""
+    names = DatasetCatalog.list()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"data set {name!r} is not registered{hint} (known: {len(names)} names, "
+                       "e.g. bestie_toy_train, voc_2012_train_aug, bestie_coco_2017_train)")

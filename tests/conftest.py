@@ -8,6 +8,11 @@
   SegmentationClass/Object PNGs with a 255 boundary band, ``ImageSets/Segmentation/val.txt``);
   a dict with ``root``, ``image_id``, ``masks`` (the GT masks minus the band, as the loader must
   return them), ``classes`` (0-based) and ``band`` (the 255 pixels).
+* ``bestie_cfg``: a fresh, unfrozen ``get_cfg()`` + ``add_bestie_config`` config (defaults only).
+* ``tiny_bestie_cfg``: a fresh config of the toy BESTIE model (``configs/toy/bestie_image_label.yaml``,
+  ResNet-18 / narrow decoder) on the CPU with random init (``MODEL.WEIGHTS ""``).
+* ``bestie_cfg_factory``: ``tests/cfg_factory.new_bestie_cfg`` itself, for a test that needs
+  several fresh configs (``bestie_cfg_factory("configs/...yaml", ["KEY", "VALUE"])``).
 """
 import os
 
@@ -15,6 +20,7 @@ import numpy as np
 import pytest
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers data sets)
+from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg
 
 TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"
@@ -30,6 +36,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def bestie_cfg():
+    return new_bestie_cfg()
+
+
+@pytest.fixture()
+def tiny_bestie_cfg():
+    return new_bestie_cfg(TINY_BESTIE_CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+
+
+@pytest.fixture()
+def bestie_cfg_factory():
+    return new_bestie_cfg
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ import os
 import re
 from collections import OrderedDict
 
-LAYOUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_layouts")
+from repo_paths import TEST_DATA
+
+LAYOUTS = os.path.join(TEST_DATA, "checkpoint_layouts")
 
 
 def read_layout(name):

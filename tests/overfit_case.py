@@ -10,7 +10,7 @@ training ends on a plateau instead of wherever the last step left it.
 import os
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 
 # Toy set of the case: 8 images, 5 classes, seed 11 (31 instances)
 TOY_KWARGS = dict(seed=11, num_train=8, num_val=1)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from layout_keys import read_layout
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 SECTION = "## Reproduce the paper"
 
 # Drive folder ids of the authors' README (clovaai/BESTIE)

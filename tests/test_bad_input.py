@@ -8,23 +8,19 @@ import numpy as np
 import pytest
 
 import bestie_d2  # noqa: F401
-from bestie_d2 import add_bestie_config
 from bestie_d2.data.errors import BestieDataError, MissingDataError
 from bestie_d2.data.input_check import check_training_inputs
 from bestie_d2.data.mappers import BestieDatasetMapper
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cfg_factory import new_bestie_cfg
 
 
 @pytest.fixture()
 def setup(toy_root, tmp_path):
     """A mapper (point route, GT class maps as simulated WSSS maps) and copies of 3 records whose
     files live in tmp_path, so each test can corrupt them."""
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/toy/bestie_point_label.yaml"))
+    cfg = new_bestie_cfg("configs/toy/bestie_point_label.yaml")
     cfg.BESTIE.DATA.WSSS_DIR = str(tmp_path / "wsss")
     cfg.BESTIE.DATA.CENTER_POINTS_DIR = str(tmp_path / "points")
     os.makedirs(tmp_path / "wsss")

@@ -69,13 +69,10 @@ def test_no_class_and_bad_arguments():
         grabcut_semantic(img, cam, classes, iterations=0)
 
 
-def test_semantic_refine_mode_is_validated():
-    from bestie_d2.config import add_bestie_config
+def test_semantic_refine_mode_is_validated(bestie_cfg):
     from bestie_d2.tools.extract_cues import semantic_from_cams
-    from detectron2.config import get_cfg
 
-    cfg = get_cfg()
-    add_bestie_config(cfg)
+    cfg = bestie_cfg
     img, cam, classes, square, _ = _scene()
     cam_t, cls_t = torch.from_numpy(cam), torch.from_numpy(classes)
     assert np.array_equal(semantic_from_cams(cfg.PAM_CUES, cam_t, cls_t, img.shape[:2]),

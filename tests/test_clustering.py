@@ -147,11 +147,8 @@ def test_region_candidates_matches_per_region():
     assert sorted(key2.tolist()) == sorted(key[cc == 2].tolist())
 
 
-def test_from_config():
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    bestie_d2.add_bestie_config(cfg)
+def test_from_config(bestie_cfg):
+    cfg = bestie_cfg
     cfg.MODEL.BESTIE.CLUSTER.AREA_EPS = 4
     p = ClusterParams.from_config(cfg)
     assert p == ClusterParams(offset_threshold=2.5, area=21, area_eps=4, min_heatmap=0.05, merge_distance=100.0)

@@ -33,7 +33,7 @@ from bestie_d2.engine.checkpoint import SafeCheckpointer
 from detectron2.modeling import build_model
 from layout_keys import read_layout
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 TOL = 1e-4
 MEASURED = OrderedDict()  # name -> (max |diff|, max |reference|)
 

@@ -17,7 +17,7 @@ from bestie_d2.modeling.cam import (
     resize_for_cam,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO as ROOT
 
 
 def gaussian_map(h, w, peaks, sigma):

@@ -389,7 +389,7 @@ def test_prepare_voc_train_aug(tmp_path):
 
     import scipy.io
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from repo_paths import REPO as here
     spec = importlib.util.spec_from_file_location("prep", os.path.join(here, "datasets", "prepare_voc_train_aug.py"))
     prep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prep)
@@ -433,7 +433,7 @@ def test_prepare_voc_train_aug_without_sbd_and_empty(tmp_path, capsys):
     without SBD (a warning gives the count), and written files get the usual mode."""
     import importlib.util
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from repo_paths import REPO as here
     spec = importlib.util.spec_from_file_location("prep", os.path.join(here, "datasets", "prepare_voc_train_aug.py"))
     prep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prep)

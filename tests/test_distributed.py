@@ -12,16 +12,11 @@ from bestie_d2.engine.launch import launch
 
 from conftest import TOY_TEST_KWARGS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _cfg(toy_root, out_dir, max_iter):
-    from bestie_d2 import add_bestie_config
-    from detectron2.config import get_cfg
+    from cfg_factory import new_bestie_cfg
 
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/toy/bestie_point_label.yaml"))
+    cfg = new_bestie_cfg("configs/toy/bestie_point_label.yaml")
     cfg.merge_from_list([
         "DATASETS.TRAIN", "('test_toy_train',)", "DATASETS.TEST", "('test_toy_val',)",
         "BESTIE.DATA.WSSS_DIR", os.path.join(toy_root, "SegmentationClass"),  # simulated WSSS maps (GT)

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 import bestie_d2  # noqa: F401
-from bestie_d2 import add_bestie_config
 from bestie_d2.engine.checkpoint import SafeCheckpointer, UnsafeCheckpointError, safe_pickle_load
 from bestie_d2.engine.hooks import SelfRefinementHook
 from bestie_d2.engine.solver import WarmupPolyParamScheduler, build_lr_scheduler
 from bestie_d2.engine.trainer import NonFiniteLossError, Trainer
-from detectron2.config import get_cfg
 from detectron2.modeling import META_ARCH_REGISTRY
+
+from cfg_factory import new_bestie_cfg
 
 
 if "_EngineTestModel" not in META_ARCH_REGISTRY:
@@ -63,8 +63,7 @@ class _Trainer(Trainer):
 
 
 def _cfg(tmp_path, max_iter=6, period=2):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
+    cfg = new_bestie_cfg()
     cfg.MODEL.META_ARCHITECTURE = "_EngineTestModel"
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
@@ -88,9 +87,8 @@ def test_poly_schedule_matches_authors_formula():
         assert s(t / 50000) == pytest.approx(w * (1 - t / 50000) ** 0.9, rel=1e-12)
 
 
-def test_lr_scheduler_steps_optimizer():
-    cfg = get_cfg()
-    add_bestie_config(cfg)
+def test_lr_scheduler_steps_optimizer(bestie_cfg):
+    cfg = bestie_cfg
     cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
     cfg.SOLVER.MAX_ITER, cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.WARMUP_FACTOR = 100, 10, 0.001
     opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=5e-5)

@@ -262,12 +262,9 @@ def test_registration_round_trip(toy, tmp_path):
 
 
 def _bestie_cfg(tmp_path):
-    from bestie_d2 import add_bestie_config
-    from detectron2.config import get_cfg
+    from cfg_factory import new_bestie_cfg
 
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(CONFIG_DIR, "toy", "bestie_image_label.yaml"))
+    cfg = new_bestie_cfg(os.path.join(CONFIG_DIR, "toy", "bestie_image_label.yaml"))
     cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", ("test_toy_train",),
                          "DATASETS.TEST", ("test_toy_val",), "OUTPUT_DIR", str(tmp_path)])
     return cfg
@@ -276,7 +273,7 @@ def _bestie_cfg(tmp_path):
 def test_export_tiny_bestie(toy, tmp_path):
     """The real model path: random-init toy BESTIE + its test mapper, flip TTA and label cleaning
     switched on for the export only; the json holds exactly the model's label-filtered predictions."""
-    pytest.importorskip("bestie_d2.modeling.bestie")
+    import bestie_d2.modeling.bestie  # noqa: F401  (the BESTIE meta-architecture)
     from bestie_d2.data.mappers import BestieDatasetMapper
     from detectron2.modeling import build_model
 

@@ -2,19 +2,18 @@
 import bestie_d2  # noqa: F401  (prepares detectron2)
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
-from bestie_d2 import add_bestie_config
 from bestie_d2.modeling.backbone.hrnet import HRNet
+
+from cfg_factory import new_bestie_cfg
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_hrnet_cfg(width=8):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
+    cfg = new_bestie_cfg()
     cfg.MODEL.BACKBONE.NAME = "build_hrnet_backbone"
     cfg.MODEL.HRNET.WIDTH = width
     cfg.MODEL.HRNET.NUM_BLOCKS = 1

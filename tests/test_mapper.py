@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2 import add_bestie_config
 from bestie_d2.data.errors import BestieDataError, ImageSizeMismatchError, MissingDataError
 from bestie_d2.data.mappers import BestieDatasetMapper, inference_input, record_classes
 from bestie_d2.data.transforms import (
@@ -18,7 +17,8 @@ from bestie_d2.data.transforms import (
     apply_to_points,
     bestie_resize_shape,
 )
-from detectron2.config import get_cfg
+
+from cfg_factory import new_bestie_cfg
 
 C = 20
 
@@ -167,8 +167,7 @@ def _record(root, image_id="2007_000001"):
 
 
 def _cfg(supervision="image", root=None):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
+    cfg = new_bestie_cfg()
     cfg.BESTIE.SUPERVISION = supervision
     cfg.INPUT.FORMAT = "RGB"  # as configs/Base-BESTIE.yaml
     if root is not None:

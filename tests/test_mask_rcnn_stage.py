@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 import bestie_d2  # noqa: F401
-from bestie_d2 import add_bestie_config
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BitMasks, Instances
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cfg_factory import new_bestie_cfg
+from repo_paths import REPO
 CONFIGS = {
     "voc": os.path.join(REPO, "configs", "VOC", "mask_rcnn_R50_FPN_refine.yaml"),
     "coco": os.path.join(REPO, "configs", "COCO", "mask_rcnn_R50_FPN_refine.yaml"),
@@ -27,11 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(path, opts=()):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(path)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return new_bestie_cfg(path, opts)
 
 
 @pytest.mark.parametrize("kind,classes,train,test", [

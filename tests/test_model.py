@@ -8,17 +8,16 @@ import bestie_d2  # noqa: F401  (prepares detectron2)
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 
-from bestie_d2 import add_bestie_config
 from bestie_d2.modeling.bestie import BESTIE
 from bestie_d2.modeling.heads import LightHeads, PanopticDeepLabDecoder, resolve_norm
 from bestie_d2.modeling.losses import weighted_l1_loss, weighted_mse_loss
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg
+from repo_paths import REPO as ROOT
 C = 3
 
 
@@ -26,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(route="resnet", supervision="image"):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs/toy/bestie_image_label.yaml"))
+    cfg = new_bestie_cfg(TINY_BESTIE_CONFIG)
     cfg.MODEL.DEVICE = "cpu"
     cfg.BESTIE.NUM_CLASSES = C
     cfg.BESTIE.SUPERVISION = supervision
@@ -80,14 +77,12 @@ def resnet_model():
     return build_model(tiny_cfg("resnet"))
 
 
-def test_all_bestie_yamls_merge():
+def test_all_bestie_yamls_merge(bestie_cfg_factory):
     files = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*BESTIE*.yaml"), recursive=True))
     files += sorted(glob.glob(os.path.join(ROOT, "configs", "**", "bestie_*.yaml"), recursive=True))
     assert len(files) >= 11
     for f in files:
-        cfg = get_cfg()
-        add_bestie_config(cfg)
-        cfg.merge_from_file(f)
+        cfg = bestie_cfg_factory(f)
         assert cfg.MODEL.META_ARCHITECTURE == "BESTIE"
 
 
@@ -391,7 +386,7 @@ def test_image_labels_zero_absent_classes(monkeypatch, resnet_model):
 
 @pytest.mark.parametrize("supervision", ["image", "point"])
 def test_train_step_with_real_refinement(supervision):
-    pytest.importorskip("bestie_d2.refinement.refine")
+    import bestie_d2.refinement.refine  # noqa: F401  (the real refinement the model calls)
     torch.manual_seed(0)
     model = build_model(tiny_cfg("resnet", supervision))
     model.train()

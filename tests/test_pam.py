@@ -1,12 +1,9 @@
 """PAM classifier: PeakAttention, VGG-16 D1, the meta-arch, optimizer groups, mapper, evaluator, configs."""
-import os
-
 import numpy as np
 import pytest
 import torch
 
 import bestie_d2  # noqa: F401
-from bestie_d2.config import add_bestie_config
 from bestie_d2.data.pam_mapper import PAMDatasetMapper, color_jitter, labels_to_multi_hot
 from bestie_d2.evaluation.multilabel import (
     MultiLabelClassificationEvaluator,
@@ -18,23 +15,20 @@ from bestie_d2.modeling.pam import PAMClassifier, PeakAttention, build_pam_optim
 
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
+from cfg_factory import new_bestie_cfg
 from overfit_case import PAM_ITERATIONS, run_pam_overfit
 
 # at least 10 points under the worst run measured (see test_tiny_classifier_overfits_image_labels)
 PAM_MIN_MAP = 85.0
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "toy", "pam.yaml"))
+    cfg = new_bestie_cfg("configs/toy/pam.yaml")
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""] + list(opts))
     return cfg
 
@@ -325,10 +319,8 @@ def test_multilabel_evaluator_percent():
     "path", ["configs/Base-PAM.yaml", "configs/VOC/pam_vgg16.yaml", "configs/COCO/pam_vgg16.yaml",
              "configs/toy/pam.yaml"],
 )
-def test_pam_configs_merge(path):
-    cfg = get_cfg()
-    add_bestie_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, path))
+def test_pam_configs_merge(path, bestie_cfg_factory):
+    cfg = bestie_cfg_factory(path)
     assert cfg.MODEL.META_ARCHITECTURE == "PAMClassifier"
     assert cfg.SOLVER.OPTIMIZER == ("ADAM" if "toy" in path else "SGD") and cfg.SOLVER.NESTEROV
     assert cfg.INPUT.FORMAT == "RGB"

@@ -17,7 +17,9 @@ from bestie_d2.modeling.postprocessing import (
 )
 from bestie_d2.refinement.clustering import ClusterParams
 
-_REF = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "reference_decode.py")
+from repo_paths import REPO
+
+_REF = os.path.join(REPO, "benchmarks", "reference_decode.py")
 _spec = importlib.util.spec_from_file_location("reference_decode", _REF)
 reference_decode_mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference_decode_mod)

@@ -232,11 +232,8 @@ def test_batched_equals_single_images():
     assert st["refined_instances_per_image"] == 1.0
 
 
-def test_params_from_config():
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    bestie_d2.add_bestie_config(cfg)
+def test_params_from_config(bestie_cfg):
+    cfg = bestie_cfg
     cfg.MODEL.BESTIE.REFINE.MAX_INSTANCES = 7
     cfg.BESTIE.INPUT.GAUSSIAN_SIGMA = 8.0
     p = RefineParams.from_config(cfg)

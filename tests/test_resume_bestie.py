@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 
 
 @pytest.mark.timeout(600)

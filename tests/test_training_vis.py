@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 
 
 def _cfg(toy_root, out, vis_period):

@@ -1,232 +1,298 @@
-"""``add_bestie_config(cfg)``: every configuration key bestie_d2 adds, with its default and meaning.
+"""Configuration: every key bestie_d2 adds (``add_bestie_config``), and how config files load.
 
+``add_bestie_config(cfg)`` adds each key with its default and meaning, one function per concept.
 Defaults reproduce the authors' training code (docs/method.md Appendix A); where the paper/supplement
 disagrees, the paper's value is one config change away (noted per key).
-"""
-from detectron2.config import CfgNode as CN
 
-__all__ = ["add_bestie_config", "load_config"]
+Config files are read with :func:`get_cfg` / :func:`load_config`, whose :class:`BestieCfgNode`
+also resolves ``_BASE_: "model_zoo://<path>"`` to a file of detectron2's model zoo
+(``detectron2.model_zoo.get_config_file``), so the Mask R-CNN configs build on the zoo's
+``Base-RCNN-FPN.yaml`` instead of a copy of it.
+"""
+import logging
+import os
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as d2_get_cfg
+
+__all__ = [
+    "add_bestie_config", "get_cfg", "load_config", "BestieCfgNode", "MODEL_ZOO_PREFIX",
+    "add_data_config", "add_augmentation_config", "add_model_config", "add_inference_config",
+    "add_refinement_config", "add_backbone_config", "add_pam_config", "add_solver_config",
+    "add_evaluation_config",
+]
+
+#: ``_BASE_`` prefix naming a config of detectron2's model zoo, e.g. ``model_zoo://Base-RCNN-FPN.yaml``.
+MODEL_ZOO_PREFIX = "model_zoo://"
 
 
 def add_bestie_config(cfg):
-    """Add the BESTIE / PAM / pseudo-label keys to ``cfg`` in place. Safe to call twice."""
+    """Add the BESTIE / PAM / pseudo-label keys to ``cfg`` in place. Safe to call twice.
+
+    One function per concept (each adds its own nodes): data, augmentation, model, inference,
+    refinement, backbones, PAM, solver, evaluation.
+    """
     if hasattr(cfg, "BESTIE"):  # already added
         return
-    _C = cfg
+    for add in (add_data_config, add_augmentation_config, add_model_config, add_inference_config,
+                add_refinement_config, add_backbone_config, add_pam_config, add_solver_config,
+                add_evaluation_config):
+        add(cfg)
 
-    # ------------------------------------------------------------------------------------------
-    # Data sets and their optional per-image inputs
-    # ------------------------------------------------------------------------------------------
-    _C.BESTIE = CN()
+
+def add_data_config(cfg):
+    """``BESTIE.SUPERVISION / NUM_CLASSES``, ``BESTIE.DATA.*`` (per-image inputs, data check) and
+    ``BESTIE.PSEUDO_COCO.*`` (the pseudo-label json of the Mask R-CNN stage)."""
+    cfg.BESTIE = CN()
     # Supervision route: "image" (image-level labels, PAM peak cues) or "point" (one GT point per
     # instance, read from Center_points).
-    _C.BESTIE.SUPERVISION = "image"
+    cfg.BESTIE.SUPERVISION = "image"
     # Number of thing classes (VOC 20, COCO 80). Semantic maps have NUM_CLASSES + 1 labels (0 = bg).
-    _C.BESTIE.NUM_CLASSES = 20
+    cfg.BESTIE.NUM_CLASSES = 20
 
-    _C.BESTIE.DATA = CN()
+    cfg.BESTIE.DATA = CN()
     # Folder of cue files "<id>.txt" for the image-label route. "" = the record's default
     # (<root>/Peak_points). Lines: "x y c conf", x/y in original-image pixels, c in 0..C-1.
-    _C.BESTIE.DATA.PEAK_POINTS_DIR = ""
+    cfg.BESTIE.DATA.PEAK_POINTS_DIR = ""
     # Folder of point-label files "<id>.txt" for the point route. "" = <root>/Center_points.
-    _C.BESTIE.DATA.CENTER_POINTS_DIR = ""
+    cfg.BESTIE.DATA.CENTER_POINTS_DIR = ""
     # Folder of WSSS semantic maps "<id>.png" (0 bg, c+1 class c, 255 ignore). "" = <root>/WSSS_maps.
-    _C.BESTIE.DATA.WSSS_DIR = ""
+    cfg.BESTIE.DATA.WSSS_DIR = ""
     # Keep a cue only if its confidence is strictly greater than this. Code: 0.7; supplement: 0.5.
-    _C.BESTIE.DATA.CUE_THRESHOLD = 0.7
+    cfg.BESTIE.DATA.CUE_THRESHOLD = 0.7
     # What to do with a training image whose image / cue file / WSSS map is missing: "error" (one
     # clear error before training starts) or "skip" (dropped; the count is logged once).
-    _C.BESTIE.DATA.MISSING_INPUT = "error"
+    cfg.BESTIE.DATA.MISSING_INPUT = "error"
     # Data check at the start of BESTIE training (bestie_d2.data.input_check): "full" parses every
     # cue file and reads every WSSS map (bad files: one error listing them all; class conventions
     # counted); "exists" only checks that the files exist (faster, for very large sets).
-    _C.BESTIE.DATA.CHECK_INPUTS = "full"
+    cfg.BESTIE.DATA.CHECK_INPUTS = "full"
     # Data check: a data set whose cues / WSSS maps disagree with the image labels (1-based cue
     # classes, WSSS maps without the background shift) on more than this fraction of its images
     # is an error naming the likely cause; fewer: a warning.
-    _C.BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION = 0.05
+    cfg.BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION = 0.05
     # Data check: the same for images whose kept cues all lie outside their class's WSSS region
     # (swapped/rescaled coordinates?); higher, since weak WSSS maps legitimately miss some objects.
-    _C.BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION = 0.3
+    cfg.BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION = 0.3
 
     # Pseudo-label COCO json for the Mask R-CNN refinement stage (docs/method.md §9), registered by
-    # bestie_d2.data.pseudo_coco.register_pseudo_coco_from_config (train_net.setup calls it).
-    _C.BESTIE.PSEUDO_COCO = CN()
-    _C.BESTIE.PSEUDO_COCO.NAME = ""  # data set name to register the json as ("" = register nothing)
-    _C.BESTIE.PSEUDO_COCO.JSON = ""  # path of the json written by bestie_d2.tools.export_pseudo_coco
-    _C.BESTIE.PSEUDO_COCO.IMAGE_ROOT = ""  # folder of the json's file_name ("" = the source data set's images)
-    _C.BESTIE.PSEUDO_COCO.SOURCE_DATASET = ""  # data set the labels were predicted on (classes/ids copied from it)
+    # bestie_d2.maskrcnn_refinement.register_pseudo_coco_from_config (train_net.setup calls it).
+    cfg.BESTIE.PSEUDO_COCO = CN()
+    cfg.BESTIE.PSEUDO_COCO.NAME = ""  # data set name to register the json as ("" = register nothing)
+    cfg.BESTIE.PSEUDO_COCO.JSON = ""  # path of the json written by bestie_d2.tools.export_pseudo_coco
+    cfg.BESTIE.PSEUDO_COCO.IMAGE_ROOT = ""  # folder of the json's file_name ("" = the source data set's images)
+    cfg.BESTIE.PSEUDO_COCO.SOURCE_DATASET = ""  # data set the labels were predicted on (classes/ids copied from it)
 
     # ------------------------------------------------------------------------------------------
     # BESTIE training augmentation (docs/method.md §1.2)
     # ------------------------------------------------------------------------------------------
-    _C.BESTIE.INPUT = CN()
+
+
+def add_augmentation_config(cfg):
+    """``BESTIE.INPUT.*``: BESTIE training augmentation and target drawing (docs/method.md §1.2)."""
+    cfg.BESTIE.INPUT = CN()
     # Photometric distortion (brightness, contrast, hue; no saturation, no channel swap).
-    _C.BESTIE.INPUT.PHOTOMETRIC = True
-    _C.BESTIE.INPUT.BRIGHTNESS_DELTA = 16.0  # add U[-d, d] with p = 0.5
-    _C.BESTIE.INPUT.CONTRAST_RANGE = [0.5, 1.5]  # multiply by U[lo, hi] with p = 0.5
-    _C.BESTIE.INPUT.HUE_DELTA = 36.0  # degrees, add U[-d, d] with p = 0.5
+    cfg.BESTIE.INPUT.PHOTOMETRIC = True
+    cfg.BESTIE.INPUT.BRIGHTNESS_DELTA = 16.0  # add U[-d, d] with p = 0.5
+    cfg.BESTIE.INPUT.CONTRAST_RANGE = [0.5, 1.5]  # multiply by U[lo, hi] with p = 0.5
+    cfg.BESTIE.INPUT.HUE_DELTA = 36.0  # degrees, add U[-d, d] with p = 0.5
     # Long side resized to RESIZE_LONG (449), sides then made 32k+1 (RESIZE_FACTOR = 32).
-    _C.BESTIE.INPUT.RESIZE_LONG = 449
-    _C.BESTIE.INPUT.RESIZE_FACTOR = 32
+    cfg.BESTIE.INPUT.RESIZE_LONG = 449
+    cfg.BESTIE.INPUT.RESIZE_FACTOR = 32
     # Random scale factors, chosen uniformly.
-    _C.BESTIE.INPUT.SCALES = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+    cfg.BESTIE.INPUT.SCALES = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
     # Square crop side; smaller images are padded with the image placed randomly inside.
-    _C.BESTIE.INPUT.CROP_SIZE = 416
+    cfg.BESTIE.INPUT.CROP_SIZE = 416
     # Image padding value (RGB, 0..255); the semantic map is padded with 0 (background).
-    _C.BESTIE.INPUT.PAD_VALUE = [123, 116, 103]
-    _C.BESTIE.INPUT.FLIP = True
+    cfg.BESTIE.INPUT.PAD_VALUE = [123, 116, 103]
+    cfg.BESTIE.INPUT.FLIP = True
     # Gaussian sigma of center targets, in input pixels (kernel side 6*sigma+3).
-    _C.BESTIE.INPUT.GAUSSIAN_SIGMA = 6.0
+    cfg.BESTIE.INPUT.GAUSSIAN_SIGMA = 6.0
     # Semantic components smaller than this (pixels) never become pseudo instances.
-    _C.BESTIE.INPUT.MIN_INSTANCE_AREA = 50
+    cfg.BESTIE.INPUT.MIN_INSTANCE_AREA = 50
     # Max points per class carried to the model (for the point-route refinement).
-    _C.BESTIE.INPUT.MAX_POINTS_PER_CLASS = 128
+    cfg.BESTIE.INPUT.MAX_POINTS_PER_CLASS = 128
 
-    # ------------------------------------------------------------------------------------------
-    # BESTIE model (docs/method.md §3) and loss (§4)
-    # ------------------------------------------------------------------------------------------
-    _C.MODEL.BESTIE = CN()
+
+def add_model_config(cfg):
+    """``MODEL.BESTIE.*``: decoder / heads (docs/method.md §3) and loss weights (§4)."""
+    cfg.MODEL.BESTIE = CN()
     # "PanopticDeepLabDecoder" (ResNet route, §3.1) or "LightHeads" (HRNet route, §3.2).
-    _C.MODEL.BESTIE.DECODER = "PanopticDeepLabDecoder"
+    cfg.MODEL.BESTIE.DECODER = "PanopticDeepLabDecoder"
     # Backbone features fed to the decoder, low to high stride (the last goes through ASPP).
-    _C.MODEL.BESTIE.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    _C.MODEL.BESTIE.NORM = "BN"  # "BN", "SyncBN" (multi-GPU; CPU falls back to BN), "GN"
-    _C.MODEL.BESTIE.BN_MOMENTUM = 0.01  # applied to every BN of the model (HRNet route: 0.1)
-    _C.MODEL.BESTIE.ASPP_CHANNELS = 256
-    _C.MODEL.BESTIE.ASPP_DILATIONS = [3, 6, 9]
-    _C.MODEL.BESTIE.ASPP_DROPOUT = 0.5
-    _C.MODEL.BESTIE.SEM_PROJECT_CHANNELS = [128, 64, 32]  # res4, res3, res2 projections
-    _C.MODEL.BESTIE.SEM_DECODER_CHANNELS = 256
-    _C.MODEL.BESTIE.SEM_HEAD_CHANNELS = 256
-    _C.MODEL.BESTIE.INS_ASPP_CHANNELS = 256
-    _C.MODEL.BESTIE.INS_PROJECT_CHANNELS = [64, 32, 16]
-    _C.MODEL.BESTIE.INS_DECODER_CHANNELS = 128
-    _C.MODEL.BESTIE.CENTER_HEAD_CHANNELS = 128
-    _C.MODEL.BESTIE.OFFSET_HEAD_CHANNELS = 32
+    cfg.MODEL.BESTIE.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.BESTIE.NORM = "BN"  # "BN", "SyncBN" (multi-GPU; CPU falls back to BN), "GN"
+    cfg.MODEL.BESTIE.BN_MOMENTUM = 0.01  # applied to every BN of the model (HRNet route: 0.1)
+    cfg.MODEL.BESTIE.ASPP_CHANNELS = 256
+    cfg.MODEL.BESTIE.ASPP_DILATIONS = [3, 6, 9]
+    cfg.MODEL.BESTIE.ASPP_DROPOUT = 0.5
+    cfg.MODEL.BESTIE.SEM_PROJECT_CHANNELS = [128, 64, 32]  # res4, res3, res2 projections
+    cfg.MODEL.BESTIE.SEM_DECODER_CHANNELS = 256
+    cfg.MODEL.BESTIE.SEM_HEAD_CHANNELS = 256
+    cfg.MODEL.BESTIE.INS_ASPP_CHANNELS = 256
+    cfg.MODEL.BESTIE.INS_PROJECT_CHANNELS = [64, 32, 16]
+    cfg.MODEL.BESTIE.INS_DECODER_CHANNELS = 128
+    cfg.MODEL.BESTIE.CENTER_HEAD_CHANNELS = 128
+    cfg.MODEL.BESTIE.OFFSET_HEAD_CHANNELS = 32
     # LightHeads (HRNet) hidden width.
-    _C.MODEL.BESTIE.LIGHT_HEAD_CHANNELS = 256
+    cfg.MODEL.BESTIE.LIGHT_HEAD_CHANNELS = 256
     # Loss.
-    _C.MODEL.BESTIE.IGNORE_VALUE = 255
-    _C.MODEL.BESTIE.SEM_LOSS_TOP_K = 0.2  # DeepLabCE hard-pixel fraction (supp: 1.0 = plain CE)
-    _C.MODEL.BESTIE.SEM_LOSS_WEIGHT = 1.0
-    _C.MODEL.BESTIE.CENTER_LOSS_WEIGHT = 200.0
-    _C.MODEL.BESTIE.OFFSET_LOSS_WEIGHT = 0.01
+    cfg.MODEL.BESTIE.IGNORE_VALUE = 255
+    cfg.MODEL.BESTIE.SEM_LOSS_TOP_K = 0.2  # DeepLabCE hard-pixel fraction (supp: 1.0 = plain CE)
+    cfg.MODEL.BESTIE.SEM_LOSS_WEIGHT = 1.0
+    cfg.MODEL.BESTIE.CENTER_LOSS_WEIGHT = 200.0
+    cfg.MODEL.BESTIE.OFFSET_LOSS_WEIGHT = 0.01
 
-    # Inference (§6).
-    _C.MODEL.BESTIE.TEST = CN()
-    _C.MODEL.BESTIE.TEST.CENTER_THRESHOLD = 0.1
-    _C.MODEL.BESTIE.TEST.NMS_KERNEL = 41
-    _C.MODEL.BESTIE.TEST.MIN_AREA = 50  # predicted semantic components below this are dropped
-    _C.MODEL.BESTIE.TEST.FLIP = False  # flip TTA (authors: off for image labels, on for points)
-    _C.MODEL.BESTIE.TEST.USE_CLUSTERING = True  # center clustering also at test (authors' code)
+
+def add_inference_config(cfg):
+    """``MODEL.BESTIE.TEST.*``: decoding at test time (docs/method.md §6)."""
+    cfg.MODEL.BESTIE.TEST = CN()
+    cfg.MODEL.BESTIE.TEST.CENTER_THRESHOLD = 0.1
+    cfg.MODEL.BESTIE.TEST.NMS_KERNEL = 41
+    cfg.MODEL.BESTIE.TEST.MIN_AREA = 50  # predicted semantic components below this are dropped
+    cfg.MODEL.BESTIE.TEST.FLIP = False  # flip TTA (authors: off for image labels, on for points)
+    cfg.MODEL.BESTIE.TEST.USE_CLUSTERING = True  # center clustering also at test (authors' code)
     # Test images are resized to multiples of this before the network (authors: ceil to 32).
-    _C.MODEL.BESTIE.TEST.SIZE_DIVISIBILITY = 32
+    cfg.MODEL.BESTIE.TEST.SIZE_DIVISIBILITY = 32
     # Use the image labels to zero absent classes at test ("val_clean"; uses GT, off by default).
-    _C.MODEL.BESTIE.TEST.USE_IMAGE_LABELS = False
+    cfg.MODEL.BESTIE.TEST.USE_IMAGE_LABELS = False
 
-    # Self-refinement (§5).
-    _C.MODEL.BESTIE.REFINE = CN()
-    _C.MODEL.BESTIE.REFINE.ENABLED = True
-    _C.MODEL.BESTIE.REFINE.START_ITER = 0  # refinement runs when iter >= START_ITER
-    _C.MODEL.BESTIE.REFINE.CENTER_THRESHOLD = 0.3
-    _C.MODEL.BESTIE.REFINE.NMS_KERNEL = 41
-    _C.MODEL.BESTIE.REFINE.MAX_INSTANCES = 5  # components grouped into more are skipped
-    _C.MODEL.BESTIE.REFINE.MIN_AREA = 50
+
+def add_refinement_config(cfg):
+    """``MODEL.BESTIE.REFINE.*`` (self-refinement, docs/method.md §5) and ``MODEL.BESTIE.CLUSTER.*``
+    (center clustering, supplement §1)."""
+    cfg.MODEL.BESTIE.REFINE = CN()
+    cfg.MODEL.BESTIE.REFINE.ENABLED = True
+    cfg.MODEL.BESTIE.REFINE.START_ITER = 0  # refinement runs when iter >= START_ITER
+    cfg.MODEL.BESTIE.REFINE.CENTER_THRESHOLD = 0.3
+    cfg.MODEL.BESTIE.REFINE.NMS_KERNEL = 41
+    cfg.MODEL.BESTIE.REFINE.MAX_INSTANCES = 5  # components grouped into more are skipped
+    cfg.MODEL.BESTIE.REFINE.MIN_AREA = 50
 
     # Center clustering (supplement §1).
-    _C.MODEL.BESTIE.CLUSTER = CN()
-    _C.MODEL.BESTIE.CLUSTER.OFFSET_THRESHOLD = 2.5  # |offset| below this, in input pixels
-    _C.MODEL.BESTIE.CLUSTER.AREA = 21  # expected area of a candidate region (pixels)
-    _C.MODEL.BESTIE.CLUSTER.AREA_EPS = 3  # keep regions with AREA - EPS < area < AREA + EPS
-    _C.MODEL.BESTIE.CLUSTER.MIN_HEATMAP = 0.05  # candidate kept only if center map > this there
-    _C.MODEL.BESTIE.CLUSTER.MERGE_DISTANCE = 100.0  # add a candidate only this far from peaks (px)
+    cfg.MODEL.BESTIE.CLUSTER = CN()
+    cfg.MODEL.BESTIE.CLUSTER.OFFSET_THRESHOLD = 2.5  # |offset| below this, in input pixels
+    cfg.MODEL.BESTIE.CLUSTER.AREA = 21  # expected area of a candidate region (pixels)
+    cfg.MODEL.BESTIE.CLUSTER.AREA_EPS = 3  # keep regions with AREA - EPS < area < AREA + EPS
+    cfg.MODEL.BESTIE.CLUSTER.MIN_HEATMAP = 0.05  # candidate kept only if center map > this there
+    cfg.MODEL.BESTIE.CLUSTER.MERGE_DISTANCE = 100.0  # add a candidate only this far from peaks (px)
 
-    # ------------------------------------------------------------------------------------------
-    # HRNet backbone (docs/method.md §3.2)
-    # ------------------------------------------------------------------------------------------
-    _C.MODEL.HRNET = CN()
-    _C.MODEL.HRNET.WIDTH = 48  # 32 or 48 (branch widths W, 2W, 4W, 8W)
-    _C.MODEL.HRNET.BN_MOMENTUM = 0.1
+
+def add_backbone_config(cfg):
+    """``MODEL.HRNET.*`` (docs/method.md §3.2) and ``MODEL.VGG.*`` (VGG-16 D1, §8)."""
+    cfg.MODEL.HRNET = CN()
+    cfg.MODEL.HRNET.WIDTH = 48  # 32 or 48 (branch widths W, 2W, 4W, 8W)
+    cfg.MODEL.HRNET.BN_MOMENTUM = 0.1
     # Stage layout: modules per stage 2..4 and blocks per branch (pose-HRNet defaults).
-    _C.MODEL.HRNET.NUM_MODULES = [1, 4, 3]
-    _C.MODEL.HRNET.NUM_BLOCKS = 4
-    _C.MODEL.HRNET.OUT_FEATURES = ["hr"]  # the fused stride-4 feature
+    cfg.MODEL.HRNET.NUM_MODULES = [1, 4, 3]
+    cfg.MODEL.HRNET.NUM_BLOCKS = 4
+    cfg.MODEL.HRNET.OUT_FEATURES = ["hr"]  # the fused stride-4 feature
 
-    # ------------------------------------------------------------------------------------------
-    # VGG-16 D1 backbone and the PAM classifier (docs/method.md §8)
-    # ------------------------------------------------------------------------------------------
-    _C.MODEL.VGG = CN()
-    _C.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stride 8
-    _C.MODEL.VGG.WIDTH_MULT = 1.0  # <1 for tiny CPU models (tests / toy)
-    _C.MODEL.VGG.NORM = ""  # "" = no norm (paper); "BN" after every conv (random-init toy model only)
+    # VGG-16 D1, the PAM classifier's backbone.
+    cfg.MODEL.VGG = CN()
+    cfg.MODEL.VGG.OUT_FEATURES = ["conv5"]  # stride 8
+    cfg.MODEL.VGG.WIDTH_MULT = 1.0  # <1 for tiny CPU models (tests / toy)
+    cfg.MODEL.VGG.NORM = ""  # "" = no norm (paper); "BN" after every conv (random-init toy model only)
 
-    _C.MODEL.PAM = CN()
-    _C.MODEL.PAM.NUM_CLASSES = 20
-    _C.MODEL.PAM.IN_FEATURE = "conv5"
-    _C.MODEL.PAM.EXTRA_CHANNELS = 512
+
+def add_pam_config(cfg):
+    """``MODEL.PAM.*`` (the PAM classifier, docs/method.md §8), ``INPUT.PAM.*`` and ``PAM_CUES.*``
+    (cue extraction and ``cam_to_semantic``, §8.3)."""
+    cfg.MODEL.PAM = CN()
+    cfg.MODEL.PAM.NUM_CLASSES = 20
+    cfg.MODEL.PAM.IN_FEATURE = "conv5"
+    cfg.MODEL.PAM.EXTRA_CHANNELS = 512
     # Which of the three extra convs are followed by PAM (0, 1, 2); default: the last only
     # (supp Table 3). The authors' code: [0, 1, 2]. [] = plain CAM.
-    _C.MODEL.PAM.LAYERS = [2]
-    _C.MODEL.PAM.ALPHA = 0.7
+    cfg.MODEL.PAM.LAYERS = [2]
+    cfg.MODEL.PAM.ALPHA = 0.7
     # Learning-rate multipliers of the new layers over SOLVER.BASE_LR (weights x10, biases x20
     # with SOLVER.BIAS_LR_FACTOR = 2).
-    _C.MODEL.PAM.NEW_LAYER_LR_MULT = 10.0
+    cfg.MODEL.PAM.NEW_LAYER_LR_MULT = 10.0
 
-    _C.INPUT.PAM = CN()
-    _C.INPUT.PAM.RESIZE = 384  # square resize (aspect not kept)
-    _C.INPUT.PAM.CROP = 321
-    _C.INPUT.PAM.COLOR_JITTER = [0.3, 0.3, 0.3, 0.1]  # brightness, contrast, saturation, hue
-    _C.INPUT.PAM.TEST_SIZE = 321  # square test size for cue extraction
+    cfg.INPUT.PAM = CN()
+    cfg.INPUT.PAM.RESIZE = 384  # square resize (aspect not kept)
+    cfg.INPUT.PAM.CROP = 321
+    cfg.INPUT.PAM.COLOR_JITTER = [0.3, 0.3, 0.3, 0.1]  # brightness, contrast, saturation, hue
+    cfg.INPUT.PAM.TEST_SIZE = 321  # square test size for cue extraction
 
     # Cue extraction (extract_cues, docs/method.md §8.3).
-    _C.PAM_CUES = CN()
-    _C.PAM_CUES.SMOOTH_KERNEL = 3
-    _C.PAM_CUES.NMS_KERNEL = 15
-    _C.PAM_CUES.TOP_K = 25
-    _C.PAM_CUES.CONF_THRESHOLD = 0.1
-    _C.PAM_CUES.FLIP = True
+    cfg.PAM_CUES = CN()
+    cfg.PAM_CUES.SMOOTH_KERNEL = 3
+    cfg.PAM_CUES.NMS_KERNEL = 15
+    cfg.PAM_CUES.TOP_K = 25
+    cfg.PAM_CUES.CONF_THRESHOLD = 0.1
+    cfg.PAM_CUES.FLIP = True
     # cam_to_semantic: a pixel is background when every labelled class CAM is below this.
-    _C.PAM_CUES.BG_THRESHOLD = 0.25
+    cfg.PAM_CUES.BG_THRESHOLD = 0.25
     # How cam_to_semantic turns CAMs into semantic maps: "none" = the threshold/argmax rule above
     # (plain CAM baseline); "grabcut" = per labelled class, OpenCV GrabCut seeded by the CAM
     # (bestie_d2.modeling.cam_grabcut; BG_THRESHOLD is then unused). A training-free stand-in for
     # the DeepLab-V2-on-DRS refinement behind the paper's WSSS maps; ~0.1 s per 160 px image.
-    _C.PAM_CUES.SEMANTIC_REFINE = "none"
-    _C.PAM_CUES.GRABCUT = CN()
-    _C.PAM_CUES.GRABCUT.FG_THRESHOLD = 0.5  # CAM >= this: sure foreground of the class
-    _C.PAM_CUES.GRABCUT.PROBABLE_FG_THRESHOLD = 0.1  # CAM >= this: probable foreground
-    _C.PAM_CUES.GRABCUT.BG_THRESHOLD = 0.0  # every CAM < this: sure background (0 = none)
-    _C.PAM_CUES.GRABCUT.ITERATIONS = 3
+    cfg.PAM_CUES.SEMANTIC_REFINE = "none"
+    cfg.PAM_CUES.GRABCUT = CN()
+    cfg.PAM_CUES.GRABCUT.FG_THRESHOLD = 0.5  # CAM >= this: sure foreground of the class
+    cfg.PAM_CUES.GRABCUT.PROBABLE_FG_THRESHOLD = 0.1  # CAM >= this: probable foreground
+    cfg.PAM_CUES.GRABCUT.BG_THRESHOLD = 0.0  # every CAM < this: sure background (0 = none)
+    cfg.PAM_CUES.GRABCUT.ITERATIONS = 3
 
-    # ------------------------------------------------------------------------------------------
-    # Solver additions
-    # ------------------------------------------------------------------------------------------
-    _C.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (BESTIE) or "SGD" (PAM, Mask R-CNN)
-    _C.SOLVER.POLY_LR_POWER = 0.9  # for LR_SCHEDULER_NAME "WarmupPolyLR"
+
+def add_solver_config(cfg):
+    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS`` (``bestie_d2.engine.solver``,
+    ``bestie_d2.engine.train_loop``)."""
+    cfg.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (BESTIE) or "SGD" (PAM, Mask R-CNN)
+    cfg.SOLVER.POLY_LR_POWER = 0.9  # for LR_SCHEDULER_NAME "WarmupPolyLR"
     # Stop training with a clear error when the loss is NaN/inf (last good checkpoint kept).
-    _C.SOLVER.CHECK_FINITE_LOSS = True
+    cfg.SOLVER.CHECK_FINITE_LOSS = True
 
-    # ------------------------------------------------------------------------------------------
-    # Evaluation
-    # ------------------------------------------------------------------------------------------
-    _C.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+
+def add_evaluation_config(cfg):
+    """``TEST.VOC_IOU_THRESHOLDS``: the IoUs of VOCInstanceEvaluator."""
+    cfg.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+
+
+class BestieCfgNode(CN):
+    """detectron2's ``CfgNode`` whose ``_BASE_`` may also be ``"model_zoo://<path in the zoo>"``.
+
+    fvcore joins a relative ``_BASE_`` to the folder of the file that names it before loading it,
+    so the prefix is looked for anywhere in the path; the part after it goes to
+    ``detectron2.model_zoo.get_config_file`` (the zoo's YAMLs ship with both detectron2 installs).
+    """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename, allow_unsafe=False):
+        return super().load_yaml_with_base(resolve_model_zoo_path(filename), allow_unsafe=allow_unsafe)
+
+
+def resolve_model_zoo_path(filename: str) -> str:
+    """``.../model_zoo://Base-RCNN-FPN.yaml`` -> the zoo's file; any other path unchanged."""
+    if MODEL_ZOO_PREFIX not in filename:
+        return filename
+    from detectron2 import model_zoo
+
+    return model_zoo.get_config_file(filename.split(MODEL_ZOO_PREFIX, 1)[1])
+
+
+def get_cfg() -> BestieCfgNode:
+    """detectron2's default config with every bestie_d2 key, as a :class:`BestieCfgNode`.
+
+    The keys are added before the conversion, so every node is a ``BestieCfgNode`` (yacs refuses
+    to merge a file into a node of another class); add further nodes with ``type(cfg)()``.
+    """
+    cfg = d2_get_cfg()
+    add_bestie_config(cfg)
+    return BestieCfgNode(cfg)
 
 
 def load_config(config_file, opts=(), *, freeze=True):
-    """``get_cfg()`` + :func:`add_bestie_config` + the YAML file + ``KEY VALUE`` overrides.
+    """:func:`get_cfg` + the YAML file + ``KEY VALUE`` overrides.
 
     A missing file is a clear ``FileNotFoundError``; ``MODEL.DEVICE cuda*`` falls back to ``cpu``
     (with a warning) when CUDA is unavailable. The shared first step of every bestie_d2 tool.
     """
-    import logging
-    import os
-
     import torch
-    from detectron2.config import get_cfg
 
     cfg = get_cfg()
-    add_bestie_config(cfg)
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file {config_file!r} does not exist")
     cfg.merge_from_file(config_file)

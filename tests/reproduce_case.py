@@ -131,7 +131,7 @@ def authors_files():
 def _png(arr, palette):
     from PIL import Image
 
-    from bestie_d2.data.datasets.label_maps import voc_colormap
+    from bestie_d2.utils.label_png import voc_colormap
 
     im = Image.fromarray(arr, mode="P" if palette else "L")
     if palette:

@@ -16,7 +16,8 @@ from PIL import Image
 
 import bestie_d2  # noqa: F401
 from bestie_d2.config import load_config
-from bestie_d2.data.datasets import read_label_map, voc_colormap, write_label_map
+from bestie_d2.data.datasets import read_label_map, write_label_map
+from bestie_d2.utils.label_png import voc_colormap
 from bestie_d2.data.errors import (
     BestieDataError,
     ClassIdError,

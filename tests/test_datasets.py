@@ -136,7 +136,7 @@ def test_voc_registered_and_train_aug_without_gt(tmp_path, voc_sample):
     meta = MetadataCatalog.get("test_voc_train_aug")
     assert meta.evaluator_type == "voc_instance" and meta.dataset_root == root
     # RGB (colour-coded) label PNGs are mapped back through the VOC palette
-    from bestie_d2.data.datasets import voc_colormap
+    from bestie_d2.utils.label_png import voc_colormap
 
     p = os.path.join(root, "SegmentationObject", "2011_000003.png")
     idx = read_label_map(p)

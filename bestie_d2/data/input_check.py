@@ -45,15 +45,13 @@ from .errors import (
     LabelConventionError,
     MissingDataError,
 )
+from ..utils.io import atomic_write
 from .points import read_points
-from .wsss import label_histogram, read_wsss_map, read_wsss_map_with_mode
+from .wsss import label_histogram, read_wsss_map_with_mode
 
 __all__ = [
     "check_training_inputs",
     "label_convention_flags",
-    "validate_record_inputs",
-    "points_file_for",
-    "RecordInputs",
     "CONVENTION_CHECKS",
     "MISSING_INPUT_POLICIES",
     "CHECK_MODES",
@@ -253,15 +251,33 @@ def check_training_inputs(
         raise ValueError(f"BESTIE.DATA.CHECK_INPUTS must be one of {CHECK_MODES}, got {check!r}")
     t0 = time.perf_counter()
     groups = _normalise(records, dataset_names)
+    flat = [r for recs in groups.values() for r in recs]
+    results = _inspect_all(flat, mapper, check == "full", num_threads)
     cues_what = "cue file" if mapper.supervision == "image" else "point file"
+    what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
+    limits = {"cues_outside": (max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION"),
+              "cue_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
+              "wsss_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION")}
+    tally = _Tally()
+    i = 0
+    for name, recs in groups.items():
+        _tally_group(tally, name, recs, results[i:i + len(recs)], what_name, limits)
+        i += len(recs)
+    _raise_on_failure(tally, policy, ", ".join(groups), len(flat), report_file)
+    logger.info(
+        f"Data check ({check}) of {len(flat)} training images in {', '.join(groups)}: "
+        f"{len(tally.keep)} to train on, {time.perf_counter() - t0:.1f}s"
+    )
+    return tally.keep
+
+
+def _inspect_all(flat: List[dict], mapper, full: bool, num_threads: Optional[int]) -> List[_Result]:
+    """:func:`_inspect` every record, in a thread pool for large full checks."""
     path_fns: List[Tuple[str, Callable]] = [
         ("image", lambda r: r["file_name"]),
         ("wsss", mapper.wsss_path),
         ("cues", mapper.points_path),
     ]
-    what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
-    flat = [r for recs in groups.values() for r in recs]
-    full = check == "full"
     C, thr = int(mapper.num_classes), float(mapper.cue_threshold)
 
     def inspect(r):
@@ -271,180 +287,112 @@ def check_training_inputs(
     if full and n_threads > 1 and len(flat) >= 64:
         with ThreadPoolExecutor(max_workers=n_threads) as ex:
             # a progress bar for real data sets (VOC train_aug: 10,582 images in ~15 s on 2 cores)
-            results = list(tqdm(ex.map(inspect, flat, chunksize=32), total=len(flat), desc="data check",
-                                unit="image", mininterval=2.0, disable=len(flat) < 1000))
-    else:
-        results = [inspect(r) for r in flat]
+            return list(tqdm(ex.map(inspect, flat, chunksize=32), total=len(flat), desc="data check",
+                             unit="image", mininterval=2.0, disable=len(flat) < 1000))
+    return [inspect(r) for r in flat]
 
-    keep: List[dict] = []
-    missing_lines, bad_lines, conv_lines, conv_error_lines = [], [], [], []
-    n_missing_records = 0
-    i = 0
-    for name, recs in groups.items():
-        res = results[i:i + len(recs)]
-        i += len(recs)
-        flagged: Dict[str, List[Tuple[dict, dict, _Result]]] = {k: [] for k in CONVENTION_CHECKS}
-        n_checked = n_rgb = 0
-        for r, x in zip(recs, res):
-            if x.missing:
-                n_missing_records += 1
-                iid = r.get("image_id", "?")
-                missing_lines += [f"{iid}: {what_name[w]} {p}" for w, p in x.missing]
-            else:
-                keep.append(r)
-            bad_lines += x.errors
-            n_checked += x.checked
-            n_rgb += x.rgb
-            for k, d in x.flags.items():
-                flagged[k].append((r, d, x))
-        if n_rgb:
-            logger.warning(
-                f"{n_rgb} of {len(recs)} WSSS maps of {name} are RGB images: their colours are mapped back "
-                "to label values through the VOC palette (save palette or grey PNGs to avoid this)"
-            )
-        for kind, items in flagged.items():
-            if not items:
-                continue
-            frac = len(items) / max(n_checked, 1)
-            limit, cfg_key = ((max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION") if kind == "cues_outside"
-                              else (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"))
-            found = CONVENTION_CHECKS[kind][0]
-            cause = _likely_cause(kind, [d for _, d, _ in items])
-            key = "cues" if kind != "wsss_class" else "wsss"
-            examples = [x.paths.get(key, r.get("image_id", "?")) for r, _, x in items]
-            head = (f"{name}: {len(items)} of {n_checked} images ({100 * frac:.1f}%): {found}. "
-                    f"Likely cause: {cause}")
-            if frac > limit:
-                conv_error_lines.append(head + f" (above BESTIE.DATA.{cfg_key}={limit:g})\n    e.g. "
-                                        + "\n    e.g. ".join(examples[:5]))
-                conv_lines += [f"{p}: {found}" for p in examples]
-            else:
-                logger.warning(head + f" (below BESTIE.DATA.{cfg_key}={limit:g}; e.g. {', '.join(examples[:3])})")
 
-    all_names = ", ".join(groups)
-    n_total = len(flat)
-    missing_fatal = bool(missing_lines) and policy == "error"
-    if (missing_fatal or bad_lines or conv_error_lines) and report_file:
-        try:
-            from ..utils.io import atomic_write
+class _Tally:
+    """What the per-record results of all data sets add up to (problem lines, records kept)."""
 
-            atomic_write(report_file, "".join(s + "\n" for s in missing_lines + bad_lines + conv_lines))
-        except OSError as e:
-            logger.warning(f"could not write the data-check report {report_file}: {e}")
-            report_file = None
-    elif not (missing_fatal or bad_lines or conv_error_lines):
-        report_file = None
+    def __init__(self):
+        self.keep: List[dict] = []
+        self.missing_lines: List[str] = []
+        self.bad_lines: List[str] = []
+        self.conv_lines: List[str] = []
+        self.conv_error_lines: List[str] = []
+        self.n_missing_records = 0
 
+
+def _tally_group(tally: _Tally, name: str, recs: List[dict], res: List[_Result], what_name, limits) -> None:
+    """Add one data set's results to ``tally``; class conventions are judged per data set
+    (error above the kind's limit, warning below)."""
+    flagged: Dict[str, List[Tuple[dict, dict, _Result]]] = {k: [] for k in CONVENTION_CHECKS}
+    n_checked = n_rgb = 0
+    for r, x in zip(recs, res):
+        if x.missing:
+            tally.n_missing_records += 1
+            iid = r.get("image_id", "?")
+            tally.missing_lines += [f"{iid}: {what_name[w]} {p}" for w, p in x.missing]
+        else:
+            tally.keep.append(r)
+        tally.bad_lines += x.errors
+        n_checked += x.checked
+        n_rgb += x.rgb
+        for k, d in x.flags.items():
+            flagged[k].append((r, d, x))
+    if n_rgb:
+        logger.warning(
+            f"{n_rgb} of {len(recs)} WSSS maps of {name} are RGB images: their colours are mapped back "
+            "to label values through the VOC palette (save palette or grey PNGs to avoid this)"
+        )
+    for kind, items in flagged.items():
+        if not items:
+            continue
+        frac = len(items) / max(n_checked, 1)
+        limit, cfg_key = limits[kind]
+        found = CONVENTION_CHECKS[kind][0]
+        cause = _likely_cause(kind, [d for _, d, _ in items])
+        key = "cues" if kind != "wsss_class" else "wsss"
+        examples = [x.paths.get(key, r.get("image_id", "?")) for r, _, x in items]
+        head = (f"{name}: {len(items)} of {n_checked} images ({100 * frac:.1f}%): {found}. "
+                f"Likely cause: {cause}")
+        if frac > limit:
+            tally.conv_error_lines.append(head + f" (above BESTIE.DATA.{cfg_key}={limit:g})\n    e.g. "
+                                          + "\n    e.g. ".join(examples[:5]))
+            tally.conv_lines += [f"{p}: {found}" for p in examples]
+        else:
+            logger.warning(head + f" (below BESTIE.DATA.{cfg_key}={limit:g}; e.g. {', '.join(examples[:3])})")
+
+
+def _write_report(tally: _Tally, fatal: bool, report_file: Optional[str]) -> Optional[str]:
+    """Write every problem line to ``report_file`` when the check fails; returns the report's
+    path, or None (no failure, no file, or it could not be written)."""
+    if not (fatal and report_file):
+        return None
+    try:
+        atomic_write(report_file, "".join(s + "\n" for s in tally.missing_lines + tally.bad_lines + tally.conv_lines))
+    except OSError as e:
+        logger.warning(f"could not write the data-check report {report_file}: {e}")
+        return None
+    return report_file
+
+
+def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, report_file: Optional[str]) -> None:
+    """Raise the check's error (module doc) when anything is fatal; log skipped records."""
+    missing_fatal = bool(tally.missing_lines) and policy == "error"
+    report_file = _write_report(tally, missing_fatal or bool(tally.bad_lines or tally.conv_error_lines), report_file)
     sections = []
-    if missing_lines:
-        msg = (f"{n_missing_records} of {n_total} training images in {all_names} have missing inputs:\n"
-               + _listing(missing_lines, report_file))
+    if tally.missing_lines:
+        msg = (f"{tally.n_missing_records} of {n_total} training images in {all_names} have missing inputs:\n"
+               + _listing(tally.missing_lines, report_file))
         if missing_fatal:
             sections.append(
                 msg + "\nCreate them (extract_cues / cam_to_semantic), point BESTIE.DATA.PEAK_POINTS_DIR / "
                 "CENTER_POINTS_DIR / WSSS_DIR at them, or set BESTIE.DATA.MISSING_INPUT skip."
             )
-        elif not keep:
+        elif not tally.keep:
             raise MissingDataError(msg + "\nnothing left to train on (BESTIE.DATA.MISSING_INPUT=skip)")
         else:
-            logger.warning(f"Skipped {n_missing_records} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
-    if bad_lines:
-        sections.append(f"{len(bad_lines)} input files of {all_names} are invalid:\n" + _listing(bad_lines, report_file))
-    if conv_error_lines:
+            logger.warning(f"Skipped {tally.n_missing_records} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
+    if tally.bad_lines:
+        sections.append(f"{len(tally.bad_lines)} input files of {all_names} are invalid:\n"
+                        + _listing(tally.bad_lines, report_file))
+    if tally.conv_error_lines:
         sections.append(
             "The cues / WSSS maps disagree with the image labels (classes are 0..C-1; WSSS maps hold "
-            "0 = background, c+1 = class c, 255 = ignore):\n  " + "\n  ".join(conv_error_lines)
+            "0 = background, c+1 = class c, 255 = ignore):\n  " + "\n  ".join(tally.conv_error_lines)
             + "\n(training on such inputs makes no pseudo instance; raise the BESTIE.DATA key named "
             "above if the images are right)"
         )
-    if sections:
-        text = "Data check failed.\n" + "\n".join(sections)
-        if report_file:
-            text += f"\nFull list: {report_file}"
-        problems = (missing_lines if missing_fatal else []) + bad_lines + conv_lines
-        if missing_fatal and not bad_lines and not conv_error_lines:
-            raise MissingDataError(text)
-        if conv_error_lines and not bad_lines and not missing_fatal:
-            raise LabelConventionError(text, problems=problems, report_file=report_file)
-        raise DataCheckError(text, problems=problems, report_file=report_file)
-    logger.info(
-        f"Data check ({check}) of {n_total} training images in {all_names}: "
-        f"{len(keep)} to train on, {time.perf_counter() - t0:.1f}s"
-    )
-    return keep
-
-
-# ------------------------------------------------------------------------------------------------
-# One record (public helper, e.g. for custom data sets)
-# ------------------------------------------------------------------------------------------------
-class RecordInputs(NamedTuple):
-    """What :func:`validate_record_inputs` read: ``points`` (N,4) float32 or None, ``wsss`` (H,W) uint8 or None."""
-
-    points: Optional[np.ndarray]
-    wsss: Optional[np.ndarray]
-
-
-def points_file_for(record: dict, supervision: str) -> str:
-    """The cue file a record uses: ``peak_points_file`` ("image") or ``center_points_file`` ("point")."""
-    if supervision == "image":
-        key = "peak_points_file"
-    elif supervision == "point":
-        key = "center_points_file"
-    else:
-        raise ValueError(f"supervision must be 'image' or 'point', got {supervision!r}")
-    if key not in record:
-        raise KeyError(f"record {record.get('image_id')!r} has no {key!r}")
-    return record[key]
-
-
-def validate_record_inputs(
-    record: dict,
-    num_classes: int,
-    supervision: Optional[str],
-    *,
-    points_file: Optional[str] = None,
-    wsss_file: Optional[str] = None,
-    require_wsss: bool = True,
-    check_image: bool = True,
-) -> RecordInputs:
-    """Check (and read) the per-image inputs of one record with the same readers as training;
-    errors name the file (and line).
-
-    Args:
-        record: a data-set record (``height``, ``width``, ``file_name``, cue/WSSS paths).
-        num_classes: C.
-        supervision: "image" (reads ``peak_points_file``), "point" (``center_points_file``) or
-            None (no cue file).
-        points_file / wsss_file: override the record's paths (e.g. ``BESTIE.DATA.*_DIR``).
-        require_wsss: the WSSS map must exist (BESTIE training needs it in both routes).
-        check_image: the image file must exist.
-
-    Returns:
-        :class:`RecordInputs` with the points (``(N,4)`` float32, all confidences) and the WSSS
-        map (``(H,W)`` uint8).
-
-    Raises:
-        MissingDataError (also a FileNotFoundError): image / cue file / WSSS map missing.
-        PointsFileError, ClassIdError: a bad cue line (file + line) or WSSS value.
-        ImageSizeMismatchError: WSSS map size != image size, or a point outside the image.
-        WSSSMapError: an unreadable WSSS map, unsupported mode or colours.
-    """
-    H, W = int(record["height"]), int(record["width"])
-    if check_image and "file_name" in record and not os.path.exists(record["file_name"]):
-        raise MissingDataError("image does not exist", path=record["file_name"])
-    points = None
-    if supervision is not None:
-        pf = points_file if points_file is not None else points_file_for(record, supervision)
-        points = read_points(pf, num_classes, image_size=(H, W))
-    wsss = None
-    wf = wsss_file if wsss_file is not None else record.get("wsss_file")
-    if wf is None or not os.path.exists(wf):
-        if require_wsss:
-            raise MissingDataError(
-                "WSSS semantic map does not exist (make one with cam_to_semantic or point "
-                "BESTIE.DATA.WSSS_DIR at your WSSS method's output)",
-                path=wf if wf is not None else f"<record {record.get('image_id')!r} has no wsss_file>",
-            )
-    else:
-        wsss = read_wsss_map(wf, num_classes, image_size=(H, W), image_path=record.get("file_name"))
-    return RecordInputs(points, wsss)
+    if not sections:
+        return
+    text = "Data check failed.\n" + "\n".join(sections)
+    if report_file:
+        text += f"\nFull list: {report_file}"
+    problems = (tally.missing_lines if missing_fatal else []) + tally.bad_lines + tally.conv_lines
+    if missing_fatal and not tally.bad_lines and not tally.conv_error_lines:
+        raise MissingDataError(text)
+    if tally.conv_error_lines and not tally.bad_lines and not missing_fatal:
+        raise LabelConventionError(text, problems=problems, report_file=report_file)
+    raise DataCheckError(text, problems=problems, report_file=report_file)

@@ -15,8 +15,7 @@ import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
-
+from ..utils.label_png import decode_label_png
 from .errors import ClassIdError, ImageSizeMismatchError, MissingDataError, WSSSMapError
 
 __all__ = ["read_wsss_map", "read_wsss_map_with_mode", "check_wsss_values", "label_histogram", "WSSS_IGNORE"]
@@ -24,7 +23,6 @@ __all__ = ["read_wsss_map", "read_wsss_map_with_mode", "check_wsss_values", "lab
 logger = logging.getLogger(__name__)
 
 WSSS_IGNORE = 255
-_INT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 _rgb_logged = False
 
 
@@ -36,32 +34,11 @@ def _decode(path: str) -> Tuple[np.ndarray, str]:
             "WSSS map does not exist (make it with cam_to_semantic, or point BESTIE.DATA.WSSS_DIR at "
             "your WSSS method's maps)", path=path,
         )
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("P", "L"):
-                arr = np.array(im, dtype=np.uint8)
-            elif mode in _INT_MODES:
-                arr = np.array(im).astype(np.int64)
-            elif mode in ("RGB", "RGBA"):
-                arr = np.array(im.convert("RGB"))
-            else:
-                raise WSSSMapError(
-                    f"unsupported image mode {mode!r}: save WSSS maps as palette (P) or grey (L) PNGs "
-                    "holding the label values (0 bg, c+1 class c, 255 ignore)", path=path,
-                )
-    except WSSSMapError:
-        raise
-    except Exception as e:  # PIL.UnidentifiedImageError, truncated files, ...
-        raise WSSSMapError(f"cannot read WSSS map ({type(e).__name__}: {e})", path=path) from None
-    if mode in ("RGB", "RGBA"):
-        from .datasets.label_maps import rgb_to_voc_labels
-
-        arr = rgb_to_voc_labels(arr, path, error=WSSSMapError)
-    if arr.ndim != 2:  # e.g. a multi-frame oddity
-        raise WSSSMapError(f"expected a single-channel map, got shape {arr.shape} (mode {mode})", path=path)
-    return arr, mode
+    return decode_label_png(
+        path, error=WSSSMapError, what="WSSS map", bilevel=False,
+        mode_hint=": save WSSS maps as palette (P) or grey (L) PNGs holding the label values "
+                  "(0 bg, c+1 class c, 255 ignore)",
+    )
 
 
 def label_histogram(sem: np.ndarray) -> np.ndarray:

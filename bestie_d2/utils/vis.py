@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .io import atomic_write
+from .label_png import VOC_PALETTE
 
 __all__ = [
     "to_numpy",
@@ -59,27 +60,11 @@ def to_numpy(x) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # colours
 # ------------------------------------------------------------------------------------------------
-def _voc_palette(n: int = 256) -> np.ndarray:
-    pal = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
-
-
-_PALETTE = _voc_palette()
-
-
 def class_colors(num_classes: int) -> np.ndarray:
     """``(C, 3)`` uint8 RGB colour of each thing class: VOC palette entry ``c + 1`` (as in the
     semantic maps drawn by :func:`colorize_semantic`)."""
     idx = (np.arange(int(num_classes)) % 254) + 1
-    return _PALETTE[idx].copy()
+    return VOC_PALETTE[idx].copy()
 
 
 def instance_colors(n: int, saturation: float = 0.8, value: float = 0.95) -> np.ndarray:
@@ -99,7 +84,7 @@ def colorize_semantic(sem, ignore_value: int = 255) -> np.ndarray:
     sem = to_numpy(sem).astype(np.int64)
     if sem.ndim != 2:
         raise ValueError(f"semantic map must be (H, W), got shape {sem.shape}")
-    out = _PALETTE[np.clip(sem, 0, 255)]
+    out = VOC_PALETTE[np.clip(sem, 0, 255)]
     out[sem == ignore_value] = IGNORE_COLOR
     return out
 
@@ -358,37 +343,48 @@ def compose_grid(
     blocks = []
     for i, row in enumerate(rows):
         if isinstance(row, str):
-            lines = wrap_text(row, total_w - 2 * pad, font_scale + 0.1)
-            bar = _title_bar(lines, total_w - 2 * pad, len(lines), font_scale + 0.1, banner_bg)
-            block = np.full((bar.shape[0] + pad, total_w, 3), bg, np.uint8)
-            block[pad:, pad:pad + bar.shape[1]] = bar
-            blocks.append(block)
+            blocks.append(_banner_block(row, total_w, pad, bg, font_scale + 0.1, banner_bg))
             continue
-        panels = [_rgb_image(p) for p in row]
-        cell_h = int(cell_size[0]) if cell_size is not None else max(p.shape[0] for p in panels)
         row_titles = list(titles[i]) if titles is not None and titles[i] is not None else []
-        wrapped = [wrap_text(t, col_w[j], font_scale) if t else [] for j, t in enumerate(row_titles)]
-        n_lines = max([len(w) for w in wrapped] + [0])
-        title_h = (_line_height(font_scale) * n_lines + 2) if n_lines else 0
-        block = np.full((pad + title_h + cell_h, total_w, 3), bg, np.uint8)
-        x = pad
-        for j in range(ncols):
-            if j < len(panels):
-                p = panels[j]
-                ph, pw = p.shape[:2]
-                if ph > cell_h or pw > col_w[j]:
-                    s = min(cell_h / ph, col_w[j] / pw)
-                    p = cv2.resize(p, (max(1, int(pw * s)), max(1, int(ph * s))), interpolation=cv2.INTER_AREA)
-                    ph, pw = p.shape[:2]
-                if j < len(wrapped) and wrapped[j]:
-                    block[pad:pad + title_h, x:x + col_w[j]] = _title_bar(wrapped[j], col_w[j], n_lines, font_scale, bg)
-                y0 = pad + title_h + (cell_h - ph) // 2
-                x0 = x + (col_w[j] - pw) // 2
-                block[y0:y0 + ph, x0:x0 + pw] = p
-            x += col_w[j] + pad
-        blocks.append(block)
+        cell_h = int(cell_size[0]) if cell_size is not None else None
+        blocks.append(_panel_block(row, row_titles, col_w, cell_h, total_w, pad, bg, font_scale))
     blocks.append(np.full((pad, total_w, 3), bg, np.uint8))
     return np.concatenate(blocks, axis=0)
+
+
+def _banner_block(text: str, total_w: int, pad: int, bg: int, font_scale: float, banner_bg: int) -> np.ndarray:
+    """A full-width banner row of :func:`compose_grid` (top padding included)."""
+    lines = wrap_text(text, total_w - 2 * pad, font_scale)
+    bar = _title_bar(lines, total_w - 2 * pad, len(lines), font_scale, banner_bg)
+    block = np.full((bar.shape[0] + pad, total_w, 3), bg, np.uint8)
+    block[pad:, pad:pad + bar.shape[1]] = bar
+    return block
+
+
+def _panel_block(row, row_titles, col_w, cell_h, total_w, pad, bg, font_scale) -> np.ndarray:
+    """One row of titled panels of :func:`compose_grid` (top padding included); ``cell_h`` None =
+    the tallest panel."""
+    panels = [_rgb_image(p) for p in row]
+    if cell_h is None:
+        cell_h = max(p.shape[0] for p in panels)
+    wrapped = [wrap_text(t, col_w[j], font_scale) if t else [] for j, t in enumerate(row_titles)]
+    n_lines = max([len(w) for w in wrapped] + [0])
+    title_h = (_line_height(font_scale) * n_lines + 2) if n_lines else 0
+    block = np.full((pad + title_h + cell_h, total_w, 3), bg, np.uint8)
+    x = pad
+    for j, p in enumerate(panels[:len(col_w)]):
+        ph, pw = p.shape[:2]
+        if ph > cell_h or pw > col_w[j]:
+            s = min(cell_h / ph, col_w[j] / pw)
+            p = cv2.resize(p, (max(1, int(pw * s)), max(1, int(ph * s))), interpolation=cv2.INTER_AREA)
+            ph, pw = p.shape[:2]
+        if j < len(wrapped) and wrapped[j]:
+            block[pad:pad + title_h, x:x + col_w[j]] = _title_bar(wrapped[j], col_w[j], n_lines, font_scale, bg)
+        y0 = pad + title_h + (cell_h - ph) // 2
+        x0 = x + (col_w[j] - pw) // 2
+        block[y0:y0 + ph, x0:x0 + pw] = p
+        x += col_w[j] + pad
+    return block
 
 
 def save_png(path: str, image) -> str:

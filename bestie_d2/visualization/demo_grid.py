@@ -20,7 +20,7 @@ from detectron2.data import detection_utils as utils
 
 from ..data.datasets.catalog import check_dataset
 from ..data.errors import BestieDataError
-from ..data.mappers import image_label_vector
+from ..data.mappers import image_label_vector, inference_input
 from ..utils import vis
 from ..utils.masks import annotation_masks
 from .names import class_names, label_names
@@ -50,12 +50,10 @@ def eval_with_maps(model):
 
 
 def _read(rec: dict, image_format: str, num_classes: int) -> Tuple[np.ndarray, dict]:
-    """(RGB image for drawing, model input as the test-mode mapper builds it)."""
+    """(RGB image for drawing, model input: :func:`~bestie_d2.data.mappers.inference_input`)."""
     img = utils.read_image(rec["file_name"], format=image_format)
-    inp = {"image": torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))),
-           "height": img.shape[0], "width": img.shape[1], "image_id": rec.get("image_id")}
-    if "image_label" in rec:
-        inp["image_label"] = torch.as_tensor(image_label_vector(rec["image_label"], num_classes))
+    label = image_label_vector(rec["image_label"], num_classes) if "image_label" in rec else None
+    inp = inference_input(img, label, image_id=rec.get("image_id"))
     rgb = np.ascontiguousarray(img[..., ::-1]) if image_format == "BGR" else img
     return rgb, inp
 

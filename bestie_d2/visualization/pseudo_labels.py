@@ -4,7 +4,7 @@ Training builds pseudo targets on an augmented crop (:class:`~bestie_d2.data.map
 :func:`pseudo_label_instances` builds them at the record's original resolution with the same
 pieces: the mapper's file resolution (``wsss_path`` / ``points_path``) and settings (cue
 threshold, sigma, minimum area, route), the one WSSS reader, the one cue reader and
-:func:`~bestie_d2.data.targets.make_pseudo_targets`. It then labels the supervised pixels by the
+:func:`~bestie_d2.data.target_generator.make_pseudo_targets`. It then labels the supervised pixels by the
 instance their offsets point to. :func:`pseudo_label_panel` draws the result.
 """
 from typing import Dict, Optional, Tuple
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.mappers import BestieDatasetMapper, image_label_vector
 from ..data.points import filter_by_confidence, read_points
-from ..data.targets import make_pseudo_targets
+from ..data.target_generator import make_pseudo_targets
 from ..data.wsss import read_wsss_map
 from ..utils import vis
 

@@ -8,10 +8,10 @@ is loaded. Record and metadata contract: ``docs/DEVELOPING.md``; on-disk layouts
 from .builtin import register_all_builtin
 from .catalog import check_dataset, get_datasets_root, register_dataset
 from .coco import COCO_CLASSES, coco_instances_metadata, load_bestie_coco, register_bestie_coco
-from .label_maps import read_label_map, rgb_to_voc_labels, voc_colormap, write_label_map
+from .label_maps import read_label_map, write_label_map
 from .toy import load_toy_split, register_toy_dataset
-# the per-record input checks and the one WSSS reader live in bestie_d2.data (re-exported here)
-from ..input_check import RecordInputs, points_file_for, validate_record_inputs
+from .record_inputs import RecordInputs, points_file_for, validate_record_inputs
+# the one WSSS reader lives in bestie_d2.data.wsss (re-exported here)
 from ..wsss import read_wsss_map
 from .voc import (
     VOC_CLASSES,
@@ -44,9 +44,7 @@ __all__ = [
     "register_dataset",
     "register_toy_dataset",
     "register_voc_layout",
-    "rgb_to_voc_labels",
     "validate_record_inputs",
-    "voc_colormap",
     "voc_instances_from_maps",
     "write_label_map",
 ]

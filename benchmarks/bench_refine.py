@@ -35,8 +35,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import bestie_d2  # noqa: E402,F401
-from bestie_d2.refinement.clustering import ClusterParams  # noqa: E402
-from bestie_d2.refinement.refine import RefineParams, refine_image_label  # noqa: E402
+from bestie_d2.modeling.center_clustering import ClusterParams  # noqa: E402
+from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label  # noqa: E402
 from reference_decode import make_synthetic_outputs  # noqa: E402
 
 

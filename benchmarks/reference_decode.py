@@ -3,10 +3,11 @@ docs/method.md §6 (the authors' procedure), written from the spec.
 
 For every predicted class and every 8-connected component of it (>= ``min_area``), the heatmap is
 restricted to the component over the *full image*, one full-image ``k x k`` max-pool finds the
-centers, the clustering candidates are merged (``cluster_centers`` / ``merge_centers``), and every
+centers, the clustering candidates are merged (``cluster_centers`` / ``merge_centers``, one region at
+a time, defined here), and every
 pixel of the image is grouped before the result is masked to the component. It is slow on purpose
 (one full-image max-pool and K x H x W distance per component) and is what
-``bestie_d2.modeling.postprocessing.decode_instances`` must reproduce.
+``bestie_d2.modeling.post_processing.decode_instances`` must reproduce.
 
 Also holds ``make_synthetic_outputs``, the synthetic network outputs used by the decode benchmark
 and tests.
@@ -16,9 +17,59 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bestie_d2.refinement.clustering import cluster_centers, merge_centers
+from bestie_d2.modeling.center_clustering import far_from_all, offset_magnitude_mask, regions_4conn
 
-__all__ = ["reference_decode", "make_synthetic_outputs"]
+__all__ = ["reference_decode", "cluster_centers", "merge_centers", "make_synthetic_outputs"]
+
+
+def cluster_centers(offset, region, heatmap, params):
+    """Candidate centers of one region from the offset map (one region at a time).
+
+    Args:
+        offset: ``(2, H, W)`` float (dy, dx).
+        region: ``(H, W)`` bool, the component the candidates must come from.
+        heatmap: ``(H, W)`` the center heatmap *restricted to the region* (0 outside); a candidate is
+            kept only where ``heatmap > params.min_heatmap``.
+        params: ``ClusterParams``.
+
+    Returns:
+        ``(K, 2)`` long ``(y, x)`` on ``offset``'s device, ordered by the raster position of the
+        first pixel of each magnitude region.
+    """
+    with torch.no_grad():
+        mask = offset_magnitude_mask(offset.detach(), params.offset_threshold) & region.to(offset.device).bool()
+        m = mask.to(torch.uint8).cpu().numpy()
+        n, _, areas, cy, cx, first = regions_4conn(m)
+        keep = np.flatnonzero(params.area_ok(areas))
+        keep = keep[keep > 0]
+        keep = keep[np.argsort(first[keep], kind="stable")]
+        pts = torch.from_numpy(np.stack([cy[keep], cx[keep]], axis=1).reshape(-1, 2)).to(offset.device)
+        if pts.shape[0] == 0:
+            return pts
+        hv = heatmap.detach()[pts[:, 0], pts[:, 1]]
+        return pts[hv > params.min_heatmap]
+
+
+def merge_centers(peaks, candidates, heatmap, params):
+    """Merge clustering candidates into the heatmap peaks (docs/method.md §5.1 merge rule).
+
+    If there is no peak every candidate is added; otherwise a candidate is added only if its L2
+    distance to every peak is ``> params.merge_distance``. The heatmap is set to 1.0 at every added
+    candidate (in place: pass the restricted per-component copy). Returns ``(centers (K, 2) long,
+    heatmap)`` with the peaks first, then the added candidates in their order.
+    """
+    peaks = peaks.reshape(-1, 2).long()
+    candidates = candidates.reshape(-1, 2).long().to(peaks.device)
+    if candidates.shape[0] == 0:
+        return peaks, heatmap
+    if peaks.shape[0] == 0:
+        add = candidates
+    else:
+        d2 = ((candidates[:, None, :] - peaks[None, :, :]) ** 2).sum(-1)  # (Q, P), exact integers
+        add = candidates[far_from_all(d2, params.merge_distance).all(1)]
+    if add.shape[0]:
+        heatmap[add[:, 0], add[:, 1]] = 1.0
+    return torch.cat([peaks, add], 0), heatmap
 
 
 def reference_decode(sem_prob, center, offset, *, center_threshold=0.1, nms_kernel=41, min_area=50,

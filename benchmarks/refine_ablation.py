@@ -82,7 +82,7 @@ def refined_instance_matches(model, records, unlabeled, device):
     import pycocotools.mask as mask_util
 
     from bestie_d2.data.datasets.label_maps import read_label_map
-    from bestie_d2.refinement.refine import refine_image_label
+    from bestie_d2.modeling.self_refinement import refine_image_label
     from detectron2.data import detection_utils as utils
 
     model.eval()

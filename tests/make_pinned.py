@@ -2,8 +2,9 @@
 
 The stored files were made with this script on the pre-refactor commit ``d5086d3`` (issue 13,
 "behaviour unchanged"); ``tests/test_pinned_outputs.py`` checks that the current code gives the
-same outputs. Rerunning the script on a later tree rewrites the files from that tree: do it only
-for an intended change of behaviour, and say so in the commit.
+same outputs. The imports below are those of the redesigned layout (issue 13); rerunning the
+script after the redesign rewrites byte-identical arrays, and rerunning it on a later tree rewrites
+the files from that tree: do that only for an intended change of behaviour, and say so.
 
 Inputs are stored in the files (the test does not regenerate them), so they are the same on every
 machine. They are quantised so that the arithmetic of decoding is exact on any CPU: probabilities
@@ -90,8 +91,8 @@ def refine_inputs(B, H, W, seed):
 
 
 def decode_cases():
-    from bestie_d2.modeling.postprocessing import decode_instances
-    from bestie_d2.refinement.clustering import ClusterParams
+    from bestie_d2.modeling.center_clustering import ClusterParams
+    from bestie_d2.modeling.post_processing import decode_instances
 
     settings = [
         ("a_nocluster", dict(cluster=None)),
@@ -116,8 +117,8 @@ def decode_cases():
 
 
 def refine_cases():
-    from bestie_d2.refinement.clustering import ClusterParams
-    from bestie_d2.refinement.refine import RefineParams, refine_image_label, refine_point
+    from bestie_d2.modeling.center_clustering import ClusterParams
+    from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
     logits, center, offset, label, wsss, points = refine_inputs(3, 80, 80, 11)
     out = {"logits": logits, "center": center, "offset": offset, "image_label": label, "wsss": wsss}

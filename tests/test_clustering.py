@@ -1,16 +1,19 @@
-"""Center clustering (supplement §1, docs/method.md §5.1): candidates from the offset map and the merge rule."""
+"""Center clustering (supplement §1, docs/method.md §5.1): candidates from the offset map and the merge rule,
+in the package (``region_candidates``) and in the per-region reference of ``benchmarks/reference_decode.py``."""
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.refinement.clustering import (
-    ClusterParams,
-    cluster_centers,
-    merge_centers,
-    offset_magnitude_mask,
-    region_candidates,
-)
+from bestie_d2.modeling.center_clustering import ClusterParams, offset_magnitude_mask, region_candidates
+
+from repo_paths import REPO
+
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from reference_decode import cluster_centers, merge_centers  # noqa: E402  (the per-region reference)
 
 H, W = 96, 112
 

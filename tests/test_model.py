@@ -1,7 +1,6 @@
 """BESTIE meta-architecture and heads: shapes, a training step, refinement wiring, inference."""
 import glob
 import os
-import sys
 import types
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
@@ -14,7 +13,8 @@ from detectron2.utils.events import EventStorage
 
 from bestie_d2.modeling.bestie import BESTIE
 from bestie_d2.modeling.heads import LightHeads, PanopticDeepLabDecoder, resolve_norm
-from bestie_d2.modeling.losses import weighted_l1_loss, weighted_mse_loss
+from bestie_d2.modeling import self_refinement
+from bestie_d2.modeling.iag_loss import weighted_l1_loss, weighted_mse_loss
 
 from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg
 from repo_paths import REPO as ROOT
@@ -173,7 +173,7 @@ def _expected_losses(model, batch, refined=None, point=False):
 
 
 def _fake_refine_module(calls):
-    mod = types.ModuleType("bestie_d2.refinement.refine")
+    mod = types.SimpleNamespace()
 
     def targets(b, h, w, center=True):
         weight = torch.zeros(b, h, w)
@@ -198,14 +198,8 @@ def _fake_refine_module(calls):
         b, _, h, w = offset.shape
         return targets(b, h, w, center=False), {"refined_instances": 3}
 
-    class RefineParams:
-        @classmethod
-        def from_config(cls, cfg):
-            return cls()
-
     mod.refine_image_label = refine_image_label
     mod.refine_point = refine_point
-    mod.RefineParams = RefineParams
     mod.targets = targets
     return mod
 
@@ -214,13 +208,11 @@ def _fake_refine_module(calls):
 def test_refinement_loss_combination(monkeypatch, supervision):
     calls = []
     fake = _fake_refine_module(calls)
-    monkeypatch.setitem(sys.modules, "bestie_d2.refinement.refine", fake)
-    import bestie_d2.refinement as refinement_pkg
-
-    monkeypatch.setattr(refinement_pkg, "refine", fake, raising=False)
+    monkeypatch.setattr(self_refinement, "refine_image_label", fake.refine_image_label)
+    monkeypatch.setattr(self_refinement, "refine_point", fake.refine_point)
     torch.manual_seed(0)
     model = build_model(tiny_cfg("resnet", supervision))
-    model._cluster_params = "cluster-params"  # the clustering module may not exist yet
+    model.cluster_params = "cluster-params"  # passed through to refine_image_label as is
     model.train()
     batch = make_batch()
 
@@ -268,18 +260,9 @@ def _fake_decode(prob, center, offset):
     return torch.stack(masks), torch.tensor(classes), torch.stack(scores)
 
 
-def _use_decode(monkeypatch, model):
-    """Real decode_instances when it exists, a simple stand-in otherwise."""
-    try:
-        from bestie_d2.modeling.postprocessing import decode_instances  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(model, "_decode", _fake_decode)
-
-
 def test_inference_odd_size_instances(monkeypatch, resnet_model):
     model = resnet_model
     model.eval()
-    _use_decode(monkeypatch, model)
     model.return_maps = True
     img = torch.randint(0, 256, (3, 70, 93), dtype=torch.uint8)
     try:
@@ -386,7 +369,6 @@ def test_image_labels_zero_absent_classes(monkeypatch, resnet_model):
 
 @pytest.mark.parametrize("supervision", ["image", "point"])
 def test_train_step_with_real_refinement(supervision):
-    import bestie_d2.refinement.refine  # noqa: F401  (the real refinement the model calls)
     torch.manual_seed(0)
     model = build_model(tiny_cfg("resnet", supervision))
     model.train()

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.postprocessing import decode_instances
-from bestie_d2.refinement.clustering import ClusterParams
-from bestie_d2.refinement.refine import RefineParams, refine_image_label, refine_point
+from bestie_d2.modeling.center_clustering import ClusterParams
+from bestie_d2.modeling.post_processing import decode_instances
+from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
 PINNED = os.path.join(os.path.dirname(__file__), "data", "pinned")
 ATOL = 1e-6

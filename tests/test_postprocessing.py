@@ -1,30 +1,21 @@
-"""Instance decoding (docs/method.md §6): center NMS, grouping, the fast per-component decoder, and its
-equality with the literal per-component reference (benchmarks/reference_decode.py)."""
-import importlib.util
+"""Instance decoding (docs/method.md §6): the engine's small ops, the fast per-component decoder, and
+its equality with the literal per-component reference (benchmarks/reference_decode.py)."""
 import os
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.postprocessing import (
-    channel_argmax,
-    decode_instances,
-    find_instance_centers,
-    group_pixels,
-    sliding_max_pool,
-)
-from bestie_d2.refinement.clustering import ClusterParams
+from bestie_d2.modeling.center_clustering import ClusterParams
+from bestie_d2.modeling.components import channel_argmax, sliding_max_pool
+from bestie_d2.modeling.post_processing import decode_instances
 
 from repo_paths import REPO
 
-_REF = os.path.join(REPO, "benchmarks", "reference_decode.py")
-_spec = importlib.util.spec_from_file_location("reference_decode", _REF)
-reference_decode_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference_decode_mod)
-reference_decode = reference_decode_mod.reference_decode
-make_synthetic_outputs = reference_decode_mod.make_synthetic_outputs
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from reference_decode import make_synthetic_outputs, reference_decode  # noqa: E402
 
 C = 4
 
@@ -86,33 +77,6 @@ def test_channel_argmax_first_max():
     assert torch.equal(channel_argmax(x).long(), x.argmax(0))
 
 
-def test_find_instance_centers():
-    h = 0.9 * gaussian_at(64, 64, 20, 20) + 0.5 * gaussian_at(64, 64, 45, 50)
-    h[2, 60] = 0.09  # isolated, below threshold 0.1
-    got = find_instance_centers(h, threshold=0.1, nms_kernel=7)
-    assert got.tolist() == [[20, 20], [45, 50]]
-    # the weaker peak is suppressed by a window that covers both
-    assert find_instance_centers(h[None], threshold=0.1, nms_kernel=81).tolist() == [[20, 20]]
-    # values <= threshold are never centers
-    assert find_instance_centers(h, threshold=0.9, nms_kernel=7).shape == (0, 2)
-
-
-def test_group_pixels():
-    offset = torch.zeros(2, 10, 10)
-    offset[1, :, :5] = 2.0  # left half votes 2 px to the right
-    centers = torch.tensor([[5, 1], [5, 8]])
-    ids = group_pixels(centers, offset)
-    assert ids[0, 0] == 1 and ids[0, 3] == 2 and ids[9, 9] == 2 and ids[0, 2] == 1
-    mask = torch.zeros(10, 10, dtype=torch.bool)
-    mask[:, :3] = True
-    ids = group_pixels(centers, offset, mask)
-    assert (ids[:, 3:] == 0).all() and (ids[:, :3] > 0).all()
-    assert (group_pixels(torch.zeros(0, 2), offset) == 0).all()
-
-
-# --------------------------------------------------------------------------------------------
-# decoding
-# --------------------------------------------------------------------------------------------
 def test_decode_perfect_outputs_recovers_instances():
     h, w = 96, 128
     a = disc(h, w, 30, 30, 14)

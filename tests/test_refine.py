@@ -5,8 +5,8 @@ import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2.modeling.gaussian import gaussian_kernel, paste_gaussians_
-from bestie_d2.refinement.clustering import ClusterParams
-from bestie_d2.refinement.refine import RefineParams, refine_image_label, refine_point
+from bestie_d2.modeling.center_clustering import ClusterParams
+from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
 C = 3
 STAT_KEYS = {"refined_instances_per_image", "mean_confidence", "skipped_component_fraction", "refine_time_s"}
@@ -58,19 +58,6 @@ def test_gaussian_kernel():
     g = gaussian_kernel(6)
     assert g.shape == (39, 39) and g[19, 19] == 1.0 and g.argmax() == 19 * 39 + 19
     assert torch.allclose(g, g.t()) and torch.allclose(g, g.flip(0))
-
-
-def test_gaussian_matches_numpy_targets():
-    targets = pytest.importorskip("bestie_d2.data.targets")
-    for sigma in (6, 8, 2.5):
-        assert np.array_equal(gaussian_kernel(sigma).numpy(), targets.gaussian_patch(sigma))
-    rng = np.random.default_rng(0)
-    pts = np.concatenate([rng.integers(-5, 75, size=(30, 2)), [[0, 0], [69, 59], [-1, 3], [70, 0]]])
-    ref = np.zeros((70, 60), np.float32)
-    targets.paste_gaussians(ref, pts, 6)
-    m = torch.zeros(1, 70, 60)
-    paste_gaussians_(m, torch.zeros(len(pts), dtype=torch.long), torch.from_numpy(pts), 6)
-    assert np.array_equal(m[0].numpy(), ref)
 
 
 def test_paste_channels_and_skips():

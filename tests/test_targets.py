@@ -1,9 +1,41 @@
-"""Pseudo instance labels (docs/method.md §2) on hand-built WSSS maps."""
+"""Pseudo-label generation (docs/method.md §2) on hand-built WSSS maps, and the Gaussian paster it
+shares with self-refinement checked against a literal numpy statement of the kernel."""
 import numpy as np
 import pytest
+import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.data.targets import gaussian_patch, make_pseudo_targets, paste_gaussians
+from bestie_d2.data.target_generator import make_pseudo_targets
+from bestie_d2.modeling.gaussian import gaussian_kernel, paste_gaussians_
+
+
+def gaussian_patch(sigma):
+    """Reference kernel in numpy: ``exp(-(dx² + dy²) / 2σ²)`` on ``(6σ+3)²``, centre ``3σ+1``, float32."""
+    size = int(6 * sigma + 3)
+    ax = np.arange(size, dtype=np.float64) - (3 * sigma + 1)
+    return np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma)).astype(np.float32)
+
+
+def paste_gaussians(center_map, points_yx, sigma):
+    """Reference paster, one point at a time in numpy (clipped, max-merged, outside points skipped)."""
+    g = gaussian_patch(sigma)
+    size, c0 = g.shape[0], 3 * float(sigma) + 1
+    H, W = center_map.shape
+    for y, x in np.asarray(points_yx, dtype=np.int64).reshape(-1, 2):
+        if y < 0 or x < 0 or y >= H or x >= W:
+            continue
+        y0, x0 = int(round(y - c0)), int(round(x - c0))
+        ya, yb, xa, xb = max(0, y0), min(H, y0 + size), max(0, x0), min(W, x0 + size)
+        dst = center_map[ya:yb, xa:xb]
+        np.maximum(dst, g[ya - y0:yb - y0, xa - x0:xb - x0], out=dst)
+    return center_map
+
+
+def paste(center_map, points_yx, sigma):
+    """The package's paster on a numpy map (as the target generator calls it)."""
+    pts = torch.from_numpy(np.asarray(points_yx, dtype=np.int64).reshape(-1, 2))
+    paste_gaussians_(torch.from_numpy(center_map)[None], torch.zeros(len(pts), dtype=torch.long), pts, sigma)
+    return center_map
 
 C = 3
 
@@ -21,28 +53,37 @@ def _targets(sem, points, label, supervision="image", **kw):
     )
 
 
+@pytest.mark.parametrize("sigma", [1, 2, 2.5, 3, 4, 5, 6, 8, 10])
+def test_kernel_and_paster_agree_exactly_with_numpy(sigma):
+    assert np.array_equal(gaussian_kernel(sigma).numpy(), gaussian_patch(sigma))
+    rng = np.random.default_rng(int(sigma * 10))
+    pts = np.concatenate([rng.integers(-5, 75, size=(30, 2)), [[0, 0], [69, 59], [-1, 3], [70, 0]]])
+    want = paste_gaussians(np.zeros((70, 60), np.float32), pts, sigma)
+    assert np.array_equal(paste(np.zeros((70, 60), np.float32), pts, sigma), want)
+
+
 def test_gaussian_patch_shape_and_peak():
-    g = gaussian_patch(6)
+    g = gaussian_kernel(6).numpy()
     assert g.shape == (39, 39) and g.dtype == np.float32
     assert g[19, 19] == 1.0 and g.max() == 1.0
     assert np.unravel_index(g.argmax(), g.shape) == (19, 19)
     np.testing.assert_allclose(g[19, 19 + 6], np.exp(-0.5), rtol=1e-6)
     np.testing.assert_allclose(g, g.T)
     np.testing.assert_allclose(g, g[::-1, ::-1])
-    assert gaussian_patch(2).shape == (15, 15)
+    assert gaussian_kernel(2).shape == (15, 15)
 
 
 def test_paste_gaussians_clipped_at_border_and_max_merged():
     m = np.zeros((30, 40), np.float32)
-    paste_gaussians(m, [[0, 0], [29, 39], [-5, 3], [10, 100]], sigma=2)  # last two: skipped
-    g = gaussian_patch(2)  # 15x15, centre 7
+    paste(m, [[0, 0], [29, 39], [-5, 3], [10, 100]], sigma=2)  # last two: skipped
+    g = gaussian_kernel(2).numpy()  # 15x15, centre 7
     np.testing.assert_array_equal(m[:8, :8], g[7:, 7:])
     np.testing.assert_array_equal(m[22:, 32:], g[:8, :8])
     assert m[0, 0] == 1 and m[29, 39] == 1
     assert m[10:20, 10:30].max() == 0  # nothing from the skipped points
     # max-merge, not sum
     m2 = np.zeros((20, 20), np.float32)
-    paste_gaussians(m2, [[10, 10], [10, 11]], sigma=2)
+    paste(m2, [[10, 10], [10, 11]], sigma=2)
     assert m2.max() == 1.0
     np.testing.assert_allclose(m2[10, 10:12], [1, 1])
 

@@ -1,7 +1,7 @@
 """bestie_d2 data: cue files, the toy data set, data-set registration.
 
 Light imports only; the mappers / targets live in their own modules
-(``bestie_d2.data.mappers``, ``bestie_d2.data.targets``).
+(``bestie_d2.data.mappers``, ``bestie_d2.data.target_generator``).
 """
 from .errors import (
     AnnotationError,

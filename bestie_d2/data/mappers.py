@@ -7,7 +7,7 @@ Training (docs/method.md §1.1, §1.2, §2):
    point route: ``center_points_file`` / ``<center_points_dir>/<id>.txt``), keeping cues with
    ``conf > cue_threshold`` (both routes, as the authors' loader; GT points have conf 1.0);
 2. run :class:`~bestie_d2.data.transforms.BestieAugmentation` on image, map and cues;
-3. build the pseudo targets on the crop with :func:`~bestie_d2.data.targets.make_pseudo_targets`.
+3. build the pseudo targets on the crop with :func:`~bestie_d2.data.target_generator.make_pseudo_targets`.
 
 Output (DEVELOPING.md "Mapper output"): ``image`` (3,H,W) uint8 in ``image_format`` (RGB, as
 ``configs/Base-BESTIE.yaml`` sets ``INPUT.FORMAT``), ``sem_seg`` (H,W) long (the WSSS crop,
@@ -38,7 +38,7 @@ from detectron2.data import detection_utils as utils
 
 from .errors import BestieDataError, ClassIdError
 from .points import filter_by_confidence, read_points
-from .targets import SUPERVISION_TYPES, make_pseudo_targets
+from .target_generator import SUPERVISION_TYPES, make_pseudo_targets
 from .transforms import BestieAugmentation
 from .wsss import read_wsss_map  # the one WSSS reader (also bestie_d2.data.datasets.read_wsss_map)
 

@@ -1,4 +1,5 @@
-"""Pseudo instance labels from a WSSS map and instance cues ("semantic knowledge transfer").
+"""Pseudo-label generation: instance labels from a WSSS map and instance cues ("semantic knowledge
+transfer", paper §3.2).
 
 Implements docs/method.md §2 at crop resolution. For every class ``c`` present in the image label, the
 WSSS foreground ``sem == c + 1`` is split into 8-connected components. A component becomes a pseudo
@@ -13,70 +14,28 @@ Center targets:
 * ``supervision == "point"``: one Gaussian at every cue of every labelled class, whatever its
   component (the offsets still point to the centroid, as in the authors' code, docs/method.md §11.7).
 
-Gaussians (``gaussian_patch``) are ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``,
-pasted with the centre on the integer point, clipped at the borders and max-merged; points outside
-the map are skipped. Everything else (background, rejected and small components) stays at
+Gaussians are pasted by the package's one paster, ``bestie_d2.modeling.gaussian.paste_gaussians_``
+(also used by self-refinement): ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``, pasted
+with the centre on the integer point, clipped at the borders and max-merged; points outside the
+map are skipped. The numpy maps are written in place through ``torch.from_numpy`` views. Everything else (background, rejected and small components) stays at
 ``weight = 0`` with zero center/offset targets.
 """
-from functools import lru_cache
-
 import cv2
 import numpy as np
+import torch
 
-__all__ = ["gaussian_patch", "paste_gaussians", "make_pseudo_targets", "SUPERVISION_TYPES"]
+from ..modeling.gaussian import paste_gaussians_
+
+__all__ = ["make_pseudo_targets", "SUPERVISION_TYPES"]
 
 SUPERVISION_TYPES = ("image", "point")
 
 
-@lru_cache(maxsize=16)
-def _gaussian_patch_cached(sigma):
-    size = int(6 * sigma + 3)
-    c0 = 3 * sigma + 1
-    ax = np.arange(size, dtype=np.float64) - c0
-    g = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma)).astype(np.float32)
-    g.setflags(write=False)
-    return g
-
-
-def gaussian_patch(sigma):
-    """The ``(6σ+3)²`` float32 Gaussian, peak 1 at index ``(3σ+1, 3σ+1)`` (a read-only array)."""
-    sigma = float(sigma)
-    if not sigma > 0:
-        raise ValueError(f"Gaussian sigma must be > 0, got {sigma}")
-    return _gaussian_patch_cached(sigma)
-
-
-def paste_gaussians(center_map, points_yx, sigma):
-    """Max-merge a Gaussian centred on each integer ``(y, x)`` point into ``center_map`` in place.
-
-    Args:
-        center_map: ``(H, W)`` float array, modified in place.
-        points_yx: ``(K, 2)`` array-like of ``(y, x)`` pixel indices (floats are truncated).
-        sigma: Gaussian sigma in pixels.
-
-    Points outside the map are skipped; patches are clipped at the borders.
-    Returns ``center_map``.
-    """
-    pts = np.asarray(points_yx)
-    if pts.size == 0:
-        return center_map
-    pts = pts.reshape(-1, 2).astype(np.int64)
-    g = gaussian_patch(sigma)
-    size = g.shape[0]
-    c0 = 3 * float(sigma) + 1
-    H, W = center_map.shape
-    for y, x in pts:
-        if y < 0 or x < 0 or y >= H or x >= W:
-            continue
-        y0 = int(round(y - c0))
-        x0 = int(round(x - c0))
-        ya, yb = max(0, y0), min(H, y0 + size)
-        xa, xb = max(0, x0), min(W, x0 + size)
-        if ya >= yb or xa >= xb:
-            continue
-        dst = center_map[ya:yb, xa:xb]
-        np.maximum(dst, g[ya - y0 : yb - y0, xa - x0 : xb - x0], out=dst)
-    return center_map
+def _paste(center, channel, points_yx, sigma):
+    """Max-merge Gaussians at integer ``(y, x)`` points into ``center[channel]`` (numpy, in place)."""
+    pts = torch.from_numpy(np.ascontiguousarray(points_yx, dtype=np.int64).reshape(-1, 2))
+    channels = torch.full((pts.shape[0],), int(channel), dtype=torch.long)
+    paste_gaussians_(torch.from_numpy(center), channels, pts, sigma)
 
 
 def make_pseudo_targets(
@@ -134,7 +93,7 @@ def make_pseudo_targets(
         for c in gt_classes:
             pc = pts[pts[:, 2] == c]
             if len(pc):
-                paste_gaussians(center[c], pc[:, :2], sigma)
+                _paste(center, c, pc[:, :2], sigma)
 
     for c in gt_classes:
         mask = sem == c + 1
@@ -170,6 +129,6 @@ def make_pseudo_targets(
         offset[1, ys, xs] = cx[lab] - xs
         if supervision == "image":
             k = np.flatnonzero(accept)
-            paste_gaussians(center[c], np.stack([cy[k], cx[k]], axis=1), sigma)
+            _paste(center, c, np.stack([cy[k], cx[k]], axis=1), sigma)
 
     return {"center": center, "offset": offset, "weight": weight}

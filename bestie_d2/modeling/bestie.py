@@ -2,13 +2,13 @@
 semantic knowledge transfer and self-refinement. docs/method.md §3-§6.
 
 Training: backbone -> heads (semantic C+1 logits, class-wise center C, offset 2) -> outputs
-upsampled to the crop -> DeepLabCE + IAG center/offset losses on the pseudo targets of the mapper,
+upsampled to the crop -> hard-pixel CE + IAG center/offset losses on the pseudo targets of the mapper,
 plus (when self-refinement is on) the same losses on targets refined from this step's detached
 outputs. Inference: ceil-to-32 resize, outputs upsampled to the original size with offsets
 rescaled to the original frame, optional flip TTA, per-class / per-component decoding.
 """
 import math
-from typing import Callable, Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -19,28 +19,15 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.events import get_event_storage
 
+from . import self_refinement
+from .center_clustering import ClusterParams
 from .heads import build_bestie_heads, resolve_norm, set_bn_momentum
-from .losses import hard_pixel_cross_entropy, weighted_l1_loss, weighted_mse_loss
+from .iag_loss import weighted_l1_loss, weighted_mse_loss
+from .post_processing import decode_instances
+from .self_refinement import RefineParams
+from .semantic_loss import hard_pixel_cross_entropy
 
 __all__ = ["BESTIE"]
-
-def _params_factory(cfg, module: str, name: str) -> Callable[[], object]:
-    """A zero-arg callable building ``bestie_d2.refinement.<module>.<name>`` from ``cfg``.
-
-    The refinement modules are imported only when they are needed.
-    """
-    cfg = cfg.clone()
-
-    def build():
-        import importlib
-
-        cls = getattr(importlib.import_module(f"bestie_d2.refinement.{module}"), name)
-        if hasattr(cls, "from_config"):
-            return cls.from_config(cfg)
-        return cls()
-
-    return build
-
 
 @META_ARCH_REGISTRY.register()
 class BESTIE(nn.Module):
@@ -72,8 +59,8 @@ class BESTIE(nn.Module):
         center_loss_weight: float = 200.0,
         offset_loss_weight: float = 0.01,
         refine_enabled: bool = True,
-        refine_params: Union[object, Callable[[], object], None] = None,
-        cluster_params: Union[object, Callable[[], object], None] = None,
+        refine_params: Optional[RefineParams] = None,
+        cluster_params: Optional[ClusterParams] = None,
         test_center_threshold: float = 0.1,
         test_nms_kernel: int = 41,
         test_min_area: int = 50,
@@ -95,9 +82,9 @@ class BESTIE(nn.Module):
             sem_loss_top_k: hard-pixel fraction of the semantic CE (1.0 = plain CE).
             sem_loss_weight, center_loss_weight, offset_loss_weight: loss weights (1, 200, 0.01).
             refine_enabled: self-refinement allowed (it runs when ``refine_active`` is also set).
-            refine_params, cluster_params: ``RefineParams`` / ``ClusterParams`` objects or
-                zero-arg callables building them (resolved on first use). ``cluster_params`` is
-                used by refinement and, with ``test_use_clustering``, by decoding.
+            refine_params: ``RefineParams`` of image-label refinement (None: the defaults).
+            cluster_params: ``ClusterParams`` of center clustering, used by refinement and, with
+                ``test_use_clustering``, by decoding (None: no clustering).
             test_*: inference settings (docs/method.md §6).
         """
         super().__init__()
@@ -115,8 +102,8 @@ class BESTIE(nn.Module):
         self.center_loss_weight = center_loss_weight
         self.offset_loss_weight = offset_loss_weight
         self.refine_enabled = refine_enabled
-        self._refine_params = refine_params
-        self._cluster_params = cluster_params
+        self.refine_params = refine_params
+        self.cluster_params = cluster_params
         self.test_center_threshold = test_center_threshold
         self.test_nms_kernel = test_nms_kernel
         self.test_min_area = test_min_area
@@ -158,8 +145,8 @@ class BESTIE(nn.Module):
             "center_loss_weight": m.CENTER_LOSS_WEIGHT,
             "offset_loss_weight": m.OFFSET_LOSS_WEIGHT,
             "refine_enabled": m.REFINE.ENABLED,
-            "refine_params": _params_factory(cfg, "refine", "RefineParams"),
-            "cluster_params": _params_factory(cfg, "clustering", "ClusterParams"),
+            "refine_params": RefineParams.from_config(cfg),
+            "cluster_params": ClusterParams.from_config(cfg),
             "test_center_threshold": m.TEST.CENTER_THRESHOLD,
             "test_nms_kernel": m.TEST.NMS_KERNEL,
             "test_min_area": m.TEST.MIN_AREA,
@@ -176,23 +163,6 @@ class BESTIE(nn.Module):
     # ------------------------------------------------------------------------------------------
     # shared pieces
     # ------------------------------------------------------------------------------------------
-    def _resolved(self, attr: str):
-        value = getattr(self, attr)
-        if callable(value) and not isinstance(value, nn.Module):
-            value = value()
-            setattr(self, attr, value)
-        return value
-
-    @property
-    def refine_params(self):
-        """The ``RefineParams`` used by image-label refinement (built on first access)."""
-        return self._resolved("_refine_params")
-
-    @property
-    def cluster_params(self):
-        """The ``ClusterParams`` of center clustering (built on first access)."""
-        return self._resolved("_cluster_params")
-
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (N, 3, H, W) uint8/float RGB 0-255 -> normalised float on ``device``."""
         image = image.to(self.device, non_blocking=True).float()
@@ -302,13 +272,11 @@ class BESTIE(nn.Module):
         Returns ``offset`` (N, 2, H, W), ``weight`` (N, H, W) in [0, 1] and, for the image route,
         ``center`` (N, C, H, W), on ``device``. The stats dict goes to ``last_refine_stats``.
         """
-        from bestie_d2.refinement import refine as refine_mod
-
         wsss = targets["sem_seg"]
         image_label = targets["image_label"]
         offset = maps["offset"].detach()
         if self.supervision == "image":
-            out, stats = refine_mod.refine_image_label(
+            out, stats = self_refinement.refine_image_label(
                 maps["sem_seg"].detach(),
                 maps["center"].detach(),
                 offset,
@@ -319,7 +287,7 @@ class BESTIE(nn.Module):
             )
         else:
             points = [x["points"].to(self.device) for x in batched_inputs]
-            out, stats = refine_mod.refine_point(offset, points, image_label, wsss)
+            out, stats = self_refinement.refine_point(offset, points, image_label, wsss)
         self.last_refine_stats = stats
         out = {k: v.to(self.device, torch.float32) for k, v in out.items() if torch.is_tensor(v)}
         if out["weight"].dim() == 4:
@@ -419,9 +387,7 @@ class BESTIE(nn.Module):
         return {"sem_seg": prob, "center": center, "offset": offset}
 
     def _decode(self, prob, center, offset):
-        """Instance decoding via :func:`bestie_d2.modeling.postprocessing.decode_instances`."""
-        from .postprocessing import decode_instances
-
+        """Instance decoding via :func:`bestie_d2.modeling.post_processing.decode_instances`."""
         cluster = self.cluster_params if self.test_use_clustering else None
         return decode_instances(
             prob,

@@ -1,7 +1,8 @@
-"""Torch Gaussian center maps (docs/method.md §2), shared by self-refinement (§5).
+"""Gaussian center maps (docs/method.md §2): the one paster of the package, used by pseudo-label
+generation (``bestie_d2.data.target_generator``, numpy maps through ``torch.from_numpy``) and by
+self-refinement (§5).
 
-Same kernel as the numpy pseudo-label targets (``bestie_d2.data.targets.gaussian_patch``):
-a ``(6σ+3) x (6σ+3)`` patch, ``g = exp(-((x-x0)² + (y-y0)²) / (2σ²))`` with ``x0 = y0 = 3σ+1``
+The kernel: a ``(6σ+3) x (6σ+3)`` patch, ``g = exp(-((x-x0)² + (y-y0)²) / (2σ²))`` with ``x0 = y0 = 3σ+1``
 (peak 1 for integer σ). A patch is pasted with index ``(3σ+1, 3σ+1)`` on the integer point, clipped at
 the borders and max-merged into the map; points outside the map are skipped.
 

@@ -1,0 +1,204 @@
+"""Center clustering from the offset map (supplement §1; docs/method.md §5.1, §6), and the center
+finding + grouping step that decoding and self-refinement share.
+
+Near an instance center the predicted offsets are short. The candidate centers are the centroids of
+the 4-connected regions where ``|offset| < offset_threshold`` (2.5 px) inside one semantic
+component; a candidate is trusted only if its region's area is strictly between
+``area - area_eps`` and ``area + area_eps`` (21 ± 3 at 2.5 px: a perfect radial field gives exactly
+21 pixels with ``dy² + dx² < 6.25``) and the (component-restricted) center heatmap there is above
+``min_heatmap``. The candidates are merged into the heatmap peaks: all of them when the component
+has no peak, otherwise only those farther than ``merge_distance`` from every peak; the added ones
+are "marked" (heatmap 1.0 there). Candidate order inside a component: by the raster position of
+the first pixel of each magnitude region.
+
+``group_components`` runs, for every component of a ``ComponentBatch`` at once: center NMS
+(``components.component_peaks``), the clustering merge above (when ``ClusterParams`` are given)
+and the nearest-center grouping (``components.group_to_centers``).
+"""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .components import component_peaks, group_to_centers, heat_index, label_components, take, COL_IMG
+
+__all__ = [
+    "ClusterParams",
+    "offset_magnitude_mask",
+    "far_from_all",
+    "region_candidates",
+    "clustering_candidates",
+    "group_components",
+]
+
+
+@dataclass
+class ClusterParams:
+    """Center-clustering parameters (``MODEL.BESTIE.CLUSTER``)."""
+
+    offset_threshold: float = 2.5  # |offset| below this (input pixels)
+    area: int = 21  # expected region area (px)
+    area_eps: int = 3  # keep regions with area - eps < a < area + eps (strict)
+    min_heatmap: float = 0.05  # keep a candidate only if the restricted heatmap there is above this
+    merge_distance: float = 100.0  # add a candidate only if farther than this from every peak (px)
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.MODEL.BESTIE.CLUSTER
+        return cls(
+            offset_threshold=float(c.OFFSET_THRESHOLD),
+            area=int(c.AREA),
+            area_eps=int(c.AREA_EPS),
+            min_heatmap=float(c.MIN_HEATMAP),
+            merge_distance=float(c.MERGE_DISTANCE),
+        )
+
+    def area_ok(self, areas):
+        """Strict area check ``area - eps < a < area + eps`` (numpy or torch)."""
+        return (areas > self.area - self.area_eps) & (areas < self.area + self.area_eps)
+
+
+def offset_magnitude_mask(offset, threshold):
+    """``sqrt(dy² + dx²) < threshold`` (px) for ``offset`` ``(..., 2, H, W)`` -> ``(..., H, W)`` bool."""
+    dy = offset.select(-3, 0)
+    dx = offset.select(-3, 1)
+    return torch.sqrt(dy * dy + dx * dx) < threshold
+
+
+def far_from_all(d2, merge_distance):
+    """``sqrt(d2) > merge_distance`` for integer squared distances ``d2`` (px²), exact as ``d2 > md²``."""
+    md = float(merge_distance)
+    if md < 0:
+        return torch.ones_like(d2, dtype=torch.bool)
+    return d2.double() > md * md
+
+
+def regions_4conn(mask_u8):
+    """4-connected regions of a ``(h, w)`` uint8 mask: ``(n, labels, areas, cy, cx, first)``.
+
+    ``areas`` (px), int-truncated centroid ``cy``/``cx`` and the flat index ``first`` of the first
+    (raster) pixel are indexed by region label ``1..n-1`` (entry 0 = background, unused).
+    """
+    n, labels, stats, cents = label_components(mask_u8, 4)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    # int-truncated centroid (non-negative, so truncation == floor); cv2 divides exact integer sums.
+    # Entry 0 (background) is left at 0: when the mask covers the whole map the background has no
+    # pixel and cv2 gives it a NaN centroid, whose cast to int is undefined (RuntimeWarning).
+    cy = np.zeros(n, dtype=np.int64)
+    cx = np.zeros(n, dtype=np.int64)
+    cy[1:] = cents[1:, 1].astype(np.int64)
+    cx[1:] = cents[1:, 0].astype(np.int64)
+    first = np.full(n, -1, dtype=np.int64)
+    if n > 1:
+        flat = labels.reshape(-1)
+        nz = np.flatnonzero(flat)
+        lab, idx = np.unique(flat[nz], return_index=True)
+        first[lab] = nz[idx]
+    return n, labels, areas, cy, cx, first
+
+
+def region_candidates(mag_mask, comp_labels, params, y0=0, x0=0, width=None):
+    """Area-checked clustering candidates of every component in a (cropped) label map (CPU).
+
+    Args:
+        mag_mask: ``(h, w)`` bool numpy, ``|offset| < offset_threshold``.
+        comp_labels: ``(h, w)`` int numpy component ids (0 = none). Its components must be of one
+            class (never 8-adjacent), so a 4-connected magnitude region lies in one component.
+        params: ``ClusterParams``.
+        y0, x0, width: position of the crop in the full image and the image width (px; for the
+            returned full-image coordinates and ordering keys).
+
+    Returns:
+        ``(comp, y, x, key)`` int64 numpy: component, int-truncated centroid, and the full-image
+        raster index of the region's first pixel (the canonical candidate order). The heatmap check
+        is left to the caller, on the device.
+    """
+    width = comp_labels.shape[1] if width is None else width
+    m = (mag_mask.astype(bool) & (comp_labels > 0)).astype(np.uint8)
+    e = np.zeros(0, dtype=np.int64)
+    if not m.any():
+        return e, e, e, e
+    n, _, areas, cy, cx, first = regions_4conn(m)
+    keep = np.flatnonzero(params.area_ok(areas))
+    keep = keep[keep > 0]
+    if keep.size == 0:
+        return e, e, e, e
+    comp = comp_labels.reshape(-1)[first[keep]].astype(np.int64)
+    w = comp_labels.shape[1]
+    key = (first[keep] // w + y0) * width + first[keep] % w + x0
+    # centroids are exact integer sums / area (+ crop origin): truncation is unaffected
+    return comp, cy[keep] + y0, cx[keep] + x0, key
+
+
+def clustering_candidates(mag_mask, params):
+    """The ``crop_candidates`` callable of ``ComponentBatch`` for center clustering.
+
+    ``mag_mask``: ``(B, H, W)`` uint8/bool numpy, ``|offset| < params.offset_threshold``.
+    """
+
+    def candidates(b, y0, x0, sub_labels, width):
+        h, w = sub_labels.shape
+        return region_candidates(mag_mask[b, y0:y0 + h, x0:x0 + w], sub_labels, params, y0, x0, width)
+
+    return candidates
+
+
+def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, params, C):
+    """Heatmap-checked candidates of ``cb.cand`` merged into the peaks (module docstring).
+
+    Returns ``(add (Q,) bool, marked hv (P,))``: the candidates added as centers, and the pixel
+    heatmap with 1.0 at the added candidates (only observable inside their own component).
+    """
+    dev = cb.device
+    HW, W = cb.H * cb.W, cb.W
+    cc, cy, cx = cb.cand[:, 0], cb.cand[:, 1], cb.cand[:, 2]
+    cflat = take(cb.col[COL_IMG], cc) * HW + cy * W + cx
+    in_comp = take(cb.lab.reshape(-1), cflat) == cc
+    ch = take(heat, heat_index(cb, cc, cflat, C))
+    ok = torch.where(in_comp, ch, torch.zeros_like(ch)) > params.min_heatmap
+    n_pk = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, torch.ones_like(pk_comp))
+    same = cc[:, None] == pk_comp[None, :]  # (Q, K)
+    d2 = (cy[:, None] - pk_y[None, :]) ** 2 + (cx[:, None] - pk_x[None, :]) ** 2
+    far = (far_from_all(d2, params.merge_distance) | ~same).all(1)
+    add = ok & ((n_pk[cc] == 0) | far)
+    flag = torch.zeros(cb.B * HW, dtype=torch.uint8, device=dev)
+    flag.scatter_reduce_(0, cflat, (add & in_comp).to(torch.uint8), reduce="amax")
+    hv = torch.where(take(flag, cb.pix) > 0, torch.ones_like(hv), hv)
+    return add, hv
+
+
+def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None, max_elems=1 << 22):
+    """Centers (NMS + optional clustering merge) and grouping inside every component at once.
+
+    Args:
+        cb: ``ComponentBatch`` (with clustering candidates in ``cb.cand`` when ``cluster`` is set).
+        center: ``(B, C, H, W)`` center heatmaps (a component uses its class channel).
+        offset: ``(B, 2, H, W)`` (dy, dx) px.
+        threshold, nms_kernel: center NMS parameters.
+        cluster: ``ClusterParams`` or None (then ``cb.cand`` is ignored).
+
+    Returns:
+        the dict of ``components.group_to_centers``; ``heat`` is the marked heatmap.
+    """
+    C = center.shape[1]
+    HW, W = cb.H * cb.W, cb.W
+    heat = center.reshape(-1)
+    hv = take(heat, heat_index(cb, cb.comp_p, cb.pix, C))  # (P,) heatmap of each pixel's own class
+
+    pk_comp, pk_flat = component_peaks(cb, center, threshold, nms_kernel)
+    pk_y = (pk_flat % HW) // W
+    pk_x = pk_flat % W
+    comp_all, y_all, x_all = pk_comp, pk_y, pk_x
+    key = pk_comp * (2 * HW) + (pk_flat % HW)  # peaks first within a component, raster order
+    valid = torch.ones_like(pk_comp, dtype=torch.bool)
+    if cluster is not None and cb.cand.shape[0] > 0:
+        add, hv = _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, cluster, C)
+        cc, cy, cx = cb.cand[:, 0], cb.cand[:, 1], cb.cand[:, 2]
+        q = torch.arange(cc.shape[0], device=cb.device)
+        comp_all = torch.cat([pk_comp, cc])
+        y_all = torch.cat([pk_y, cy])
+        x_all = torch.cat([pk_x, cx])
+        key = torch.cat([key, cc * (2 * HW) + HW + q])
+        valid = torch.cat([valid, add])
+    return group_to_centers(cb, offset, comp_all, y_all, x_all, key, valid, hv, max_elems=max_elems)

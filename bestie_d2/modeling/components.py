@@ -1,0 +1,397 @@
+"""The component engine under decoding (docs/method.md §6) and self-refinement (§5).
+
+Both stages work per class and per 8-connected component of a class map: center NMS restricted to
+the component, optional center-clustering candidates, grouping of the component's pixels to its
+centers through the offsets, and statistics per instance. This module does all of that for every
+component of a batch at once:
+
+* ``label_components(mask, connectivity)``: the one call of the OpenCV labelling (host arrays);
+* ``ComponentBatch``: labels of a ``(B, H, W)`` class-map batch, the component table and the pixel
+  list, moved to the device in one packed transfer;
+* ``component_peaks``: NMS of each component's class heatmap on its bounding-box crop;
+* ``group_to_centers``: nearest-center grouping inside every component and per-instance
+  ("slot") count / heatmap max / argmax;
+* ``slot_mean``, and the small ops ``sliding_max_pool``, ``channel_argmax``, ``take``,
+  ``sq_dist``, ``check_nms_kernel``.
+
+How it stays fast without changing results (the authors' code runs one full-image 41x41 max-pool
+and one full-image grouping per component):
+
+* Labelling runs on the CPU (``cv2.connectedComponentsWithStats``, exact 8-/4-connectivity, about
+  1 ms per 512x512 class mask), on each class's bounding box only.
+* NMS restricted to a component == a max-pool of its heatmap with -1 outside the component, and
+  pixels outside its bounding box can never matter: components are cropped, crops of similar size
+  padded into one batch and pooled together with a separable log-step sliding max.
+* Grouping restricted to a component needs only its pixels and centers: one ``(P, K_max)``
+  distance/argmin over the pixels of all components, each against its own (padded) center list.
+* Statistics are scatter reductions over the pixel list. No Python loop runs per pixel or per
+  component; the host syncs are a fixed few per call (counted with CUDA sync debug mode).
+"""
+import cv2
+import numpy as np
+import torch
+
+__all__ = [
+    "COL_IMG", "COL_CLS", "COL_AREA", "COL_Y0", "COL_X0", "COL_H", "COL_W", "COL_CY", "COL_CX", "BIG",
+    "ComponentBatch", "label_components", "component_peaks", "group_to_centers", "heat_index", "slot_mean",
+    "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take", "sq_dist",
+]
+
+BIG = 1 << 62  # sort key / index larger than any real one
+
+# columns of ComponentBatch.table (row 0 = "no component"): image, class (0..C-1), area (px),
+# bounding box top / left / height / width (px), int-truncated centroid y / x (px)
+COL_IMG, COL_CLS, COL_AREA, COL_Y0, COL_X0, COL_H, COL_W, COL_CY, COL_CX = range(9)
+NUM_COLS = 9
+
+
+# ------------------------------------------------------------------------------------------------
+# small ops
+# ------------------------------------------------------------------------------------------------
+def check_nms_kernel(k):
+    """``int(k)``; raises unless it is a positive odd integer (an NMS window in pixels)."""
+    k = int(k)
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer, got {k}")
+    return k
+
+
+def _sliding_max_1d(x, k, dim):
+    """Centred sliding max of odd width ``k`` along ``dim`` (-inf padding), same length."""
+    r = k // 2
+    if r == 0:
+        return x
+    L = x.shape[dim]
+    pad_shape = list(x.shape)
+    pad_shape[dim] = r
+    pad = x.new_full(pad_shape, float("-inf"))
+    w = torch.cat([pad, x, pad], dim)
+    s = 1
+    # w[i] = max(x[i .. i+s-1]); doubling until s is the largest power of two <= k
+    while 2 * s <= k:
+        n = w.shape[dim] - s
+        w = torch.maximum(w.narrow(dim, 0, n), w.narrow(dim, s, n))
+        s *= 2
+    # a window of k = union of two overlapping windows of s (max is idempotent)
+    return torch.maximum(w.narrow(dim, 0, L), w.narrow(dim, k - s, L))
+
+
+def sliding_max_pool(x, k):
+    """``F.max_pool2d(x, k, stride=1, padding=k // 2)`` over the last two dims, exactly, for odd ``k``.
+
+    ``x``: ``(..., H, W)`` float; returns the same shape. Separable (max is separable over
+    rectangles) and log-step: about ``2 log2(k)`` elementwise maxima per pixel instead of ``k²``.
+    """
+    k = check_nms_kernel(k)
+    return _sliding_max_1d(_sliding_max_1d(x, k, -1), k, -2)
+
+
+def channel_argmax(x):
+    """``x.argmax(0)`` (first maximum) of ``(K, H, W)`` as ``(H, W)`` uint8 (K <= 255; long above 256).
+
+    On the CPU, torch's argmax over the outer dimension is ~100x slower than a max reduction, so
+    the first index reaching the maximum is found with an ``amax`` and one weighted ``amax``.
+    """
+    K = x.shape[0]
+    if x.is_cuda or K > 255:
+        return x.argmax(0).to(torch.uint8 if K <= 256 else torch.long)
+    best = x.amax(0, keepdim=True)
+    w = torch.arange(K, 0, -1, dtype=torch.uint8, device=x.device).view(K, 1, 1)  # K .. 1
+    return (K - ((x == best) * w).amax(0)).to(torch.uint8)
+
+
+def take(src, idx):
+    """``src.reshape(-1)[idx]`` with ``idx``'s shape, via ``index_select`` (several times faster
+    than advanced indexing on the CPU)."""
+    return src.reshape(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
+
+
+def sq_dist(cy, cx, vy, vx):
+    """Squared distance (px²) between centers and votes; one formula everywhere, for identical ties."""
+    return (cy - vy) ** 2 + (cx - vx) ** 2
+
+
+# ------------------------------------------------------------------------------------------------
+# labelling
+# ------------------------------------------------------------------------------------------------
+def label_components(mask, connectivity):
+    """Connected components of one host mask: the only OpenCV labelling call of the engine.
+
+    Args:
+        mask: ``(h, w)`` uint8 numpy array (non-zero = foreground), C-contiguous.
+        connectivity: 8 (semantic components) or 4 (center-clustering regions).
+
+    Returns:
+        ``(n, labels, stats, centroids)`` as ``cv2.connectedComponentsWithStats`` with int32
+        labels: ``n`` labels including the background 0, ``labels`` ``(h, w)`` int32, ``stats``
+        ``(n, 5)`` (``cv2.CC_STAT_*`` columns, px), ``centroids`` ``(n, 2)`` float64 ``(x, y)``.
+    """
+    return cv2.connectedComponentsWithStats(mask, connectivity=connectivity, ltype=cv2.CV_32S)
+
+
+class ComponentBatch:
+    """The 8-connected components (>= ``min_area`` px) of every class of a batch of class maps.
+
+    Args:
+        class_maps: ``(B, H, W)`` uint8 numpy, 0 = none, ``c + 1`` = class ``c``.
+        min_area: smaller components are dropped (px).
+        device: where the tensors go.
+        crop_candidates: optional callable ``(b, y0, x0, sub_labels, width) -> (comp, y, x, key)``
+            run once per image and class on the class's bounding-box crop (``sub_labels``: ``(h, w)``
+            int32 global component ids, 0 = none), returning int64 arrays of candidate centers
+            (component id, full-image ``y``, ``x``, a raster ordering key); center clustering
+            provides one (``center_clustering.clustering_candidates``).
+
+    Attributes (device): ``lab`` ``(B, H, W)`` long global component id (0 = none); ``pix`` ``(P,)``
+    long flat indices ``b*H*W + y*W + x`` of every component pixel (raster order); ``comp_p`` the
+    component of each; ``table`` ``(M+1, 9)`` long rows ``[img, cls, area, y0, x0, h, w, cy, cx]``
+    (columns ``COL_*``), ``col`` its transpose (one contiguous row per column); ``bucket_ids``
+    component ids grouped into NMS crop batches; ``cand`` ``(Q, 3)`` long candidates ``[comp, y, x]``
+    sorted by component, then key. Host: ``table_np``, ``buckets`` (list of (start, stop, Hmax,
+    Wmax)), ``M`` (components), ``B``, ``H``, ``W``.
+    """
+
+    def __init__(self, class_maps, min_area, device, crop_candidates=None, max_crop_elems=1 << 21):
+        class_maps = np.ascontiguousarray(class_maps)
+        B, H, W = class_maps.shape
+        self.B, self.H, self.W = B, H, W
+        lab = np.zeros((B, H, W), dtype=np.int32)
+        rows = [np.zeros((1, NUM_COLS), dtype=np.int64)]
+        cands = []
+        next_id = 1
+        for b in range(B):
+            cm = class_maps[b]
+            counts = np.bincount(cm.reshape(-1), minlength=1)
+            for v in np.flatnonzero(counts):
+                if v == 0 or counts[v] < min_area:
+                    continue
+                mk = cm == v
+                ys = np.flatnonzero(mk.any(1))
+                xs = np.flatnonzero(mk.any(0))
+                y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+                # labelling the class's bounding box only: same components, less work
+                n, cl, stats, cents = label_components(np.ascontiguousarray(mk[y0:y1, x0:x1]).view(np.uint8), 8)
+                areas = stats[:, cv2.CC_STAT_AREA]
+                keep = np.flatnonzero(areas >= min_area)
+                keep = keep[keep > 0]
+                if keep.size == 0:
+                    continue
+                lut = np.zeros(n, dtype=np.int32)
+                lut[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
+                next_id += keep.size
+                sub = lut[cl]
+                lab[b, y0:y1, x0:x1] += sub
+                rows.append(_table_rows(b, int(v) - 1, keep, stats, cents, y0, x0))
+                if crop_candidates is not None:
+                    cc, cy, cx, key = crop_candidates(b, y0, x0, sub, W)
+                    if cc.size:
+                        cands.append(np.stack([cc, cy, cx, key], 1))
+        table = np.concatenate(rows, 0)
+        self.table_np = table
+        self.M = M = table.shape[0] - 1
+        pix = np.flatnonzero(lab.reshape(-1))
+        order = self._pack_buckets(table, max_crop_elems)
+        # candidates sorted by component, then by their key
+        cand = np.zeros((0, 3), dtype=np.int64)
+        if cands:
+            c4 = np.concatenate(cands, 0)
+            cand = c4[np.lexsort((c4[:, 3], c4[:, 0])), :3]
+
+        # one packed host -> device transfer
+        parts = [lab.reshape(-1), pix, table.reshape(-1), order, cand.reshape(-1)]
+        sizes = [p.size for p in parts]
+        packet = torch.from_numpy(np.concatenate([p.astype(np.int64, copy=False) for p in parts]))
+        packet = packet.to(device)
+        segs = torch.split(packet, sizes)
+        self.lab = segs[0].view(B, H, W)
+        self.pix = segs[1]
+        self.table = segs[2].view(M + 1, NUM_COLS)
+        self.bucket_ids = segs[3]
+        self.cand = segs[4].view(-1, 3)
+        self.col = self.table.t().contiguous()  # (9, M+1): one contiguous row per column
+        self.comp_p = take(self.lab, self.pix)
+        self.device = device
+
+    def _pack_buckets(self, table, max_crop_elems):
+        """NMS crop batches: components sorted by box area, greedily packed while the padded batch
+        stays within 2x of the real crop area (and ``max_crop_elems``). Sets ``buckets``; returns the
+        component order (int64 numpy)."""
+        self.buckets = []
+        order = np.zeros(0, dtype=np.int64)
+        if self.M:
+            hh, ww = table[1:, COL_H], table[1:, COL_W]
+            order = np.argsort(-(hh * ww), kind="stable") + 1
+            start, hm, wm, real = 0, 0, 0, 0
+            for i, cid in enumerate(order):
+                h, w = int(table[cid, COL_H]), int(table[cid, COL_W])
+                nh, nw = max(hm, h), max(wm, w)
+                n = i - start + 1
+                if i > start and (n * nh * nw > 2 * (real + h * w) or n * nh * nw > max_crop_elems):
+                    self.buckets.append((start, i, hm, wm))
+                    start, nh, nw, real = i, h, w, 0
+                hm, wm, real = nh, nw, real + h * w
+            self.buckets.append((start, len(order), hm, wm))
+        return order
+
+
+def _table_rows(b, cls, keep, stats, cents, y0, x0):
+    """Component table rows (``COL_*``) of the kept labels of one class crop at ``(y0, x0)``."""
+    r = np.zeros((keep.size, NUM_COLS), dtype=np.int64)
+    r[:, COL_IMG] = b
+    r[:, COL_CLS] = cls
+    r[:, COL_AREA] = stats[keep, cv2.CC_STAT_AREA]
+    r[:, COL_Y0] = stats[keep, cv2.CC_STAT_TOP] + y0
+    r[:, COL_X0] = stats[keep, cv2.CC_STAT_LEFT] + x0
+    r[:, COL_H] = stats[keep, cv2.CC_STAT_HEIGHT]
+    r[:, COL_W] = stats[keep, cv2.CC_STAT_WIDTH]
+    # int-truncated float centroid (non-negative: truncation == floor), shifted to the image
+    r[:, COL_CY] = cents[keep, 1].astype(np.int64) + y0
+    r[:, COL_CX] = cents[keep, 0].astype(np.int64) + x0
+    return r
+
+
+def heat_index(cb, comp, flat, C):
+    """Flat index into the ``(B, C, H, W)`` heatmap of pixel ``flat`` (``b*H*W + y*W + x``) in the
+    class channel of component ``comp`` (same shapes, long)."""
+    HW = cb.H * cb.W
+    img = take(cb.col[COL_IMG], comp)
+    return (img * (C - 1) + take(cb.col[COL_CLS], comp)) * HW + flat
+
+
+def component_peaks(cb, center, threshold, nms_kernel):
+    """Center NMS restricted to each component of ``cb``.
+
+    Args:
+        cb: ``ComponentBatch``.
+        center: ``(B, C, H, W)`` heatmaps (a component uses its class channel).
+        threshold: values ``<= threshold`` are no center; nms_kernel: odd window (px).
+
+    Returns:
+        ``(comp, flat)`` long ``(K,)``: component and flat pixel (``b*H*W + y*W + x``) of every
+        peak (a component pixel above ``threshold`` equal to the max of the component's heatmap in
+        its ``k x k`` window), sorted by component, then raster order. One host sync.
+    """
+    k = check_nms_kernel(nms_kernel)
+    dev = cb.device
+    C = center.shape[1]
+    HW = cb.H * cb.W
+    heat = center.reshape(-1)
+    lab_flat = cb.lab.reshape(-1)
+    outs = []
+    for start, stop, hm, wm in cb.buckets:
+        ids = cb.bucket_ids[start:stop]
+        t = cb.table.index_select(0, ids)
+        iy = t[:, COL_Y0, None] + torch.arange(hm, device=dev)[None]  # (n, hm)
+        ix = t[:, COL_X0, None] + torch.arange(wm, device=dev)[None]  # (n, wm)
+        vy = iy < (t[:, COL_Y0] + t[:, COL_H])[:, None]
+        vx = ix < (t[:, COL_X0] + t[:, COL_W])[:, None]
+        flat = (t[:, COL_IMG, None, None] * HW + iy.clamp(max=cb.H - 1)[:, :, None] * cb.W
+                + ix.clamp(max=cb.W - 1)[:, None, :])  # (n, hm, wm)
+        inside = vy[:, :, None] & vx[:, None, :] & (take(lab_flat, flat) == ids[:, None, None])
+        h = take(heat, flat + ((t[:, COL_IMG] * (C - 1) + t[:, COL_CLS]) * HW)[:, None, None])
+        v = torch.where(inside & (h > threshold), h, torch.full_like(h, -1.0))
+        peak = (v > 0) & (v == sliding_max_pool(v, k))
+        outs.append(torch.where(peak, flat, torch.full_like(flat, -1)).reshape(-1))
+    if not outs:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e
+    allp = torch.cat(outs)
+    flat = allp[allp >= 0]  # host sync (one per call)
+    comp = take(lab_flat, flat)
+    order = torch.argsort(comp * (cb.B * HW) + flat)
+    return comp[order], flat[order]
+
+
+def _assign_slots(cb, offset, comp_c, y_c, x_c, valid, max_elems):
+    """Sort the centers, then each pixel's slot (nearest center of its component through its vote).
+
+    Returns ``(slot (P,), n_centers (M+1,), n_slots (M+1,), T)``; one host sync (center counts).
+    """
+    dev = cb.device
+    M, W, HW = cb.M, cb.W, cb.H * cb.W
+    n_centers = torch.zeros(M + 1, dtype=torch.long, device=dev).index_add_(0, comp_c, valid.long())
+    n_host = n_centers.cpu().numpy()  # the grouping's host sync: how many centers each component has
+    kmax = max(int(n_host.max()), 1)
+    T = int(np.maximum(n_host[1:], 1).sum())
+    n_valid = int(n_host.sum())
+    # a component has max(#centers, 1) instance slots (one when it has no center); row 0 none
+    n_slots = torch.cat([n_centers[:1] * 0, n_centers[1:].clamp(min=1)])  # (no item assignment: a sync)
+    base = torch.cumsum(n_slots, 0) - n_slots
+    start = torch.cumsum(n_centers, 0) - n_centers
+
+    # padded center table (M+1, kmax); padding = +inf (never the argmin unless no center)
+    vc = comp_c[:n_valid]
+    rank = torch.arange(n_valid, device=dev) - start[vc]
+    cen_y = torch.full((M + 1, kmax), float("inf"), dtype=offset.dtype, device=dev)
+    cen_x = torch.full((M + 1, kmax), float("inf"), dtype=offset.dtype, device=dev)
+    cen_y[vc, rank] = y_c[:n_valid].to(offset.dtype)
+    cen_x[vc, rank] = x_c[:n_valid].to(offset.dtype)
+
+    pix, comp_p = cb.pix, cb.comp_p
+    P = pix.shape[0]
+    rem = pix % HW
+    obase = (pix - rem) * 2 + rem  # b * 2HW + rem
+    off_flat = offset.reshape(-1)
+    vy = (rem // W).to(offset.dtype) + take(off_flat, obase)
+    vx = (rem % W).to(offset.dtype) + take(off_flat, obase + HW)
+    if kmax == 1:
+        j = torch.zeros(P, dtype=torch.long, device=dev)
+    else:
+        j = torch.empty(P, dtype=torch.long, device=dev)
+        chunk = max(1, max_elems // kmax)
+        for s in range(0, P, chunk):
+            cc_ = comp_p[s:s + chunk]
+            d = sq_dist(cen_y.index_select(0, cc_), cen_x.index_select(0, cc_),
+                        vy[s:s + chunk, None], vx[s:s + chunk, None])  # (p, kmax)
+            j[s:s + chunk] = d.argmin(1)
+    return take(base, comp_p) + j, n_centers, n_slots, T
+
+
+def group_to_centers(cb, offset, comp_c, y_c, x_c, key, valid, heat_p, max_elems=1 << 22):
+    """Group every component pixel to the nearest of its component's centers, and slot statistics.
+
+    Args:
+        cb: ``ComponentBatch``.
+        offset: ``(B, 2, H, W)`` (dy, dx) in pixels; a pixel ``p`` votes for ``p + offset(p)``.
+        comp_c, y_c, x_c: ``(K,)`` long component and position (px) of every center candidate.
+        key: ``(K,)`` long order of the centers inside a component (ties: lowest index wins).
+        valid: ``(K,)`` bool, the candidates that are centers.
+        heat_p: ``(P,)`` heatmap at every ``cb.pix`` (in its component's class channel).
+
+    Returns:
+        dict with per-pixel ``slot`` (P,) (instance slot of each ``cb.pix``) and ``heat`` (=
+        ``heat_p``); per-slot ``slot_comp``, ``count``, ``hmax`` (max heatmap), ``argmax_flat``
+        (first flat pixel reaching it); per-component ``n_centers`` (M+1,); ``T`` (python int,
+        number of slots: max(#centers, 1) per component).
+    """
+    dev = cb.device
+    key = torch.where(valid, key, torch.full_like(key, BIG))
+    order = torch.argsort(key)
+    comp_c, y_c, x_c, valid = comp_c[order], y_c[order], x_c[order], valid[order]
+    slot, n_centers, n_slots, T = _assign_slots(cb, offset, comp_c, y_c, x_c, valid, max_elems)
+
+    pix = cb.pix
+    count = torch.zeros(T, dtype=torch.long, device=dev).index_add_(0, slot, torch.ones_like(slot))
+    hmax = torch.full((T,), float("-inf"), dtype=heat_p.dtype, device=dev)
+    hmax.scatter_reduce_(0, slot, heat_p, reduce="amax")
+    eq = heat_p == take(hmax, slot)
+    argmax_flat = torch.full((T,), BIG, dtype=torch.long, device=dev)
+    argmax_flat.scatter_reduce_(0, slot, torch.where(eq, pix, torch.full_like(pix, BIG)), reduce="amin")
+    slot_comp = torch.repeat_interleave(torch.arange(cb.M + 1, device=dev), n_slots, output_size=T)
+    return {
+        "slot": slot,
+        "heat": heat_p,
+        "slot_comp": slot_comp,
+        "count": count,
+        "hmax": hmax,
+        "argmax_flat": argmax_flat,
+        "n_centers": n_centers,
+        "T": T,
+    }
+
+
+def slot_mean(values_p, slot, count):
+    """Mean of per-pixel ``values_p`` ``(P,)`` over each slot (float64 accumulation); ``count`` ``(T,)``."""
+    s = torch.zeros(count.shape[0], dtype=torch.float64, device=values_p.device)
+    s.index_add_(0, slot, values_p.double())
+    return (s / count.clamp(min=1).double()).to(values_p.dtype)

@@ -1,0 +1,89 @@
+"""Instance decoding of BESTIE outputs (docs/method.md §6), on the component engine.
+
+For every predicted class (argmax of the semantic probabilities) and every 8-connected component
+of it with at least ``min_area`` pixels: centers = heatmap NMS restricted to the component (plus,
+with ``ClusterParams``, the center-clustering candidates), every pixel joins the center nearest to
+its vote ``p + offset(p)``, and each non-empty group is an instance scored ``s_ctr * s_seg``.
+All components of the image are decoded at once (``components.ComponentBatch``,
+``center_clustering.group_components``); host syncs per image are a fixed five (argmax and
+magnitude maps to the host, packed labels back, peak count, per-component center counts,
+instance count). CPU and GPU give identical results.
+"""
+import torch
+
+from .center_clustering import clustering_candidates, group_components, offset_magnitude_mask
+from .components import COL_CLS, ComponentBatch, channel_argmax, slot_mean, take
+
+__all__ = ["decode_instances"]
+
+
+def _empty(H, W, dtype, dev):
+    return (torch.zeros((0, H, W), dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.long, device=dev),
+            torch.zeros(0, dtype=dtype, device=dev))
+
+
+def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kernel=41, min_area=50,
+                     cluster=None):
+    """Decode instances of one image (docs/method.md §6).
+
+    Args:
+        sem_prob: ``(C+1, H, W)`` semantic probabilities (softmax; channel 0 = background).
+        center: ``(C, H, W)`` class-wise center heatmaps.
+        offset: ``(2, H, W)`` (dy, dx) offsets in pixels.
+        center_threshold: center NMS threshold (test: 0.1).
+        nms_kernel: odd NMS window (41 px).
+        min_area: 8-connected predicted-class components smaller than this are dropped (50 px).
+        cluster: ``ClusterParams`` to add clustering centers (authors' test setting), or None.
+
+    Returns:
+        ``masks`` ``(N, H, W)`` bool, ``classes`` ``(N,)`` long (0..C-1), ``scores`` ``(N,)`` float,
+        ordered by class, component (raster order of its first pixel) and center order. Instances
+        never span two components. Scores: ``s_ctr * s_seg`` with ``s_ctr`` the heatmap maximum over
+        the instance (clustering-marked centers have 1.0; ``s_ctr >= 1`` -> ``s_ctr = s_seg``) and
+        ``s_seg`` the mean class probability over the instance. A component without any center is
+        one instance. With no instance N = 0 (the authors' evaluation adds one empty mask with score
+        0; callers that want it add it).
+    """
+    with torch.no_grad():
+        sem_prob, center, offset = sem_prob.detach(), center.detach(), offset.detach()
+        C1, H, W = sem_prob.shape
+        C = C1 - 1
+        if center.shape != (C, H, W) or offset.shape != (2, H, W):
+            raise ValueError(
+                f"shape mismatch: sem_prob {tuple(sem_prob.shape)}, center {tuple(center.shape)}, "
+                f"offset {tuple(offset.shape)}"
+            )
+        if C1 > 256:
+            raise ValueError("at most 255 classes are supported")
+        dev = center.device
+        sem = channel_argmax(sem_prob)
+        candidates = None
+        if cluster is not None:
+            host = torch.stack([sem, offset_magnitude_mask(offset, cluster.offset_threshold).to(torch.uint8)])
+            host = host.cpu().numpy()  # the one device -> host transfer
+            cls_np = host[0:1]
+            candidates = clustering_candidates(host[1:2], cluster)
+        else:
+            cls_np = sem.cpu().numpy()[None]
+        cb = ComponentBatch(cls_np, min_area, dev, crop_candidates=candidates)
+        if cb.M == 0:
+            return _empty(H, W, center.dtype, dev)
+        g = group_components(cb, center[None], offset[None], threshold=center_threshold, nms_kernel=nms_kernel,
+                             cluster=cluster)
+        slot, count = g["slot"], g["count"]
+        # semantic probability of the component's class: channel cls + 1
+        cls_p = take(cb.col[COL_CLS], cb.comp_p)
+        pp = take(sem_prob, (cls_p + 1) * (H * W) + cb.pix)
+        s_seg = slot_mean(pp, slot, count)
+        s_ctr = g["hmax"].to(s_seg.dtype)
+        s_ctr = torch.where(s_ctr >= 1, s_seg, s_ctr)
+        scores = s_ctr * s_seg
+        classes = take(cb.col[COL_CLS], g["slot_comp"])
+        keep = count > 0
+        newidx = torch.cumsum(keep.long(), 0)
+        N = int(newidx[-1])  # host sync: number of instances
+        inst = torch.zeros(H * W, dtype=torch.int32, device=dev)
+        inst[cb.pix] = take(newidx, slot).to(torch.int32)
+        masks = inst.view(1, H, W) == torch.arange(1, N + 1, dtype=torch.int32, device=dev).view(N, 1, 1)
+        kept = torch.argsort((~keep).to(torch.uint8), stable=True)[:N]  # kept slots, in order, sync-free
+        return masks, classes.index_select(0, kept), scores.index_select(0, kept)

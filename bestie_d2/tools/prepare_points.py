@@ -121,7 +121,8 @@ def prepare_voc_points(voc_root, split: str, output=None, *, rule: str = "centro
     (always 0 here), ``empty_skipped`` (instances whose pixels are all 255 in the class map),
     ``no_masks`` (ids without any instance annotation: no file written), ``output``.
     """
-    from ..data.datasets.voc import read_id_list, voc_instances_from_maps
+    from ..data.datasets.voc import read_id_list
+    from ..data.datasets.voc_instances import voc_instances_from_maps
     from ..data.errors import MissingDataError
     from ..data.points import write_points
     from ..data.points_from_masks import check_rule, image_rng, points_from_masks

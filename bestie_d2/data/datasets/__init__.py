@@ -20,8 +20,8 @@ from .voc import (
     read_id_list,
     read_image_labels,
     register_voc_layout,
-    voc_instances_from_maps,
 )
+from .voc_instances import voc_instances_from_maps
 
 __all__ = [
     "COCO_CLASSES",

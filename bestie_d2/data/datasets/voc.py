@@ -9,28 +9,18 @@ Layout under ``root`` (``datasets/README.md``)::
     cls_labels/<split>_cls.txt     optional image labels, "<id> c1 c2 ..." (c in 0..C-1)
     Peak_points/<id>.txt, Center_points/<id>.txt, WSSS_maps/<id>.png   optional per-image inputs
 
-Instances follow chainercv's ``VOCInstanceSegmentationDataset``: an instance's mask is the set of
-pixels with its index in ``SegmentationObject`` (255 boundary pixels belong to no mask); its class
-is the majority ``SegmentationClass`` label inside the mask (0 and 255 not counted).
+Instances (``SegmentationObject`` + ``SegmentationClass`` -> masks, classes, record annotations):
+:mod:`.voc_instances`.
 """
 import logging
 import os
 import re
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
-import pycocotools.mask as mask_util
 from PIL import Image
 
-from ..errors import (
-    AnnotationError,
-    ClassIdError,
-    DuplicateIdError,
-    ImageSizeMismatchError,
-    ListFileError,
-    MissingDataError,
-)
-from .label_maps import read_label_map
+from ..errors import AnnotationError, ClassIdError, DuplicateIdError, ListFileError, MissingDataError
+from .voc_instances import read_voc_instances
 
 __all__ = [
     "VOC_CLASSES",
@@ -38,7 +28,6 @@ __all__ = [
     "load_voc_instances",
     "read_id_list",
     "read_image_labels",
-    "voc_instances_from_maps",
     "image_size",
     "register_voc_layout",
 ]
@@ -175,75 +164,16 @@ def _find_image(img_dir: str, image_id: str, exts: List[str], state: dict) -> st
     )
 
 
-def voc_instances_from_maps(
-    obj: np.ndarray, cls: np.ndarray, num_classes: int, obj_path: str = "", cls_path: str = ""
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Instances from a VOC object map and class map.
-
-    Returns ``(masks (N,H,W) bool, classes (N,) int64 in 0..C-1)``, ordered by object index.
-    Values 0 and 255 of ``obj`` are background / ignore. Raises ``ClassIdError`` for class-map
-    values outside ``0..C`` and 255, ``AnnotationError`` for an instance without class pixels.
-    """
-    if obj.shape != cls.shape:
-        raise ImageSizeMismatchError(
-            f"SegmentationObject size {obj.shape[1]}x{obj.shape[0]} (WxH) differs from "
-            f"SegmentationClass size {cls.shape[1]}x{cls.shape[0]} ({cls_path})",
-            path=obj_path,
+def _labels_for(ids: List[str], split_path: str, labels_path: str, num_classes: int) -> Dict[str, List[int]]:
+    """:func:`read_image_labels` of ``labels_path``; every id of the split must have a line."""
+    labels = read_image_labels(labels_path, num_classes)
+    missing = [i for i in ids if i not in labels]
+    if missing:
+        raise ListFileError(
+            f"{len(missing)} image id(s) of {split_path} have no line here, e.g. {missing[0]!r}",
+            path=labels_path,
         )
-    cls = cls.astype(np.int64)
-    bad = (cls > num_classes) & (cls != 255)
-    if bad.any():
-        v = int(cls[bad][0])
-        raise ClassIdError(
-            f"class-map value {v} out of range (0 bg, 1..{num_classes} classes, 255 ignore)", path=cls_path
-        )
-    obj = obj.astype(np.int64)
-    fg = (obj != 0) & (obj != 255)
-    ids, inv = np.unique(obj[fg], return_inverse=True)
-    if ids.size == 0:
-        return np.zeros((0,) + obj.shape, dtype=bool), np.zeros((0,), dtype=np.int64)
-    c = cls[fg]
-    valid = (c != 0) & (c != 255)
-    key = inv.reshape(-1)[valid] * 256 + c[valid]
-    ukey, counts = np.unique(key, return_counts=True)
-    kid, kcls = ukey // 256, ukey % 256
-    order = np.lexsort((kcls, -counts, kid))  # per instance: most pixels first, ties -> smaller id
-    kid, kcls = kid[order], kcls[order]
-    first = np.ones(kid.shape, dtype=bool)
-    first[1:] = kid[1:] != kid[:-1]
-    classes = np.full(ids.shape, -1, dtype=np.int64)
-    classes[kid[first]] = kcls[first] - 1
-    missing = np.nonzero(classes < 0)[0]
-    if missing.size:
-        raise AnnotationError(
-            f"instance {int(ids[missing[0]])} has no object-class pixels in {cls_path} "
-            "(all background/ignore there)",
-            path=obj_path,
-        )
-    masks = obj[None, :, :] == ids[:, None, None]
-    return masks, classes
-
-
-def _annotations_from_masks(masks: np.ndarray, classes: np.ndarray) -> List[dict]:
-    from detectron2.structures import BoxMode
-
-    if masks.shape[0] == 0:
-        return []
-    rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    boxes = mask_util.toBbox(rles)
-    anns = []
-    for rle, box, c in zip(rles, boxes, classes):
-        rle["counts"] = rle["counts"].decode("ascii")
-        anns.append(
-            {
-                "bbox": [float(v) for v in box],
-                "bbox_mode": BoxMode.XYWH_ABS,
-                "category_id": int(c),
-                "segmentation": rle,
-                "iscrowd": 0,
-            }
-        )
-    return anns
+    return labels
 
 
 def load_voc_instances(
@@ -295,18 +225,9 @@ def load_voc_instances(
         raise MissingDataError("data set root folder does not exist (see datasets/README.md)", path=root)
     split_path = _resolve(root, split_file)
     ids = read_id_list(split_path)
-    labels = None
-    if labels_file is not None:
-        labels_path = _resolve(root, labels_file)
-        labels = read_image_labels(labels_path, C)
-        missing = [i for i in ids if i not in labels]
-        if missing:
-            raise ListFileError(
-                f"{len(missing)} image id(s) of {split_path} have no line here, e.g. {missing[0]!r}",
-                path=labels_path,
-            )
-    elif not with_gt:
+    if labels_file is None and not with_gt:
         raise ValueError("load_voc_instances: give a labels_file, or with_gt=True to take labels from GT")
+    labels = None if labels_file is None else _labels_for(ids, split_path, _resolve(root, labels_file), C)
 
     img_dir = _resolve(root, image_dir)
     if not os.path.isdir(img_dir):
@@ -345,16 +266,7 @@ def load_voc_instances(
                 missing_path = cls_path if has_obj else obj_path
                 raise MissingDataError("ground-truth label map does not exist", path=missing_path)
             if has_obj:
-                obj = read_label_map(obj_path)
-                cls = read_label_map(cls_path)
-                if obj.shape != (H, W):
-                    raise ImageSizeMismatchError(
-                        f"size {obj.shape[1]}x{obj.shape[0]} (WxH) differs from the image "
-                        f"{file_name} ({W}x{H})", path=obj_path,
-                    )
-                masks, classes = voc_instances_from_maps(obj, cls, C, obj_path, cls_path)
-                rec["annotations"] = _annotations_from_masks(masks, classes)
-                gt_classes = sorted(set(int(c) for c in classes))
+                rec["annotations"], gt_classes = read_voc_instances(obj_path, cls_path, C, (H, W), file_name)
                 n_gt += 1
         if labels is not None:
             rec["image_label"] = list(labels[image_id])

@@ -176,6 +176,37 @@ def _labels_for(ids: List[str], split_path: str, labels_path: str, num_classes: 
     return labels
 
 
+def _add_ground_truth(rec: dict, obj_dir: str, cls_dir: str, num_classes: int, require_gt: bool):
+    """Add ``annotations`` to ``rec`` from its object and class maps when both exist; returns its
+    GT classes, or None without GT. One map without the other (or none with ``require_gt``) is a
+    ``MissingDataError``."""
+    obj_path = os.path.join(obj_dir, rec["image_id"] + ".png")
+    cls_path = os.path.join(cls_dir, rec["image_id"] + ".png")
+    has_obj, has_cls = os.path.exists(obj_path), os.path.exists(cls_path)
+    if has_obj != has_cls or (require_gt and not has_obj):
+        raise MissingDataError("ground-truth label map does not exist", path=cls_path if has_obj else obj_path)
+    if not has_obj:
+        return None
+    rec["annotations"], gt_classes = read_voc_instances(
+        obj_path, cls_path, num_classes, (rec["height"], rec["width"]), rec["file_name"])
+    return gt_classes
+
+
+def _set_image_label(rec: dict, listed, gt_classes, obj_path: str) -> bool:
+    """``rec["image_label"]`` = the labels file's classes (``listed``), else the GT classes; returns
+    whether GT classes are missing from the listed ones. Neither = ``MissingDataError``."""
+    if listed is not None:
+        rec["image_label"] = list(listed)
+        return gt_classes is not None and not set(gt_classes) <= set(rec["image_label"])
+    if gt_classes is None:
+        raise MissingDataError(
+            f"no image labels for {rec['image_id']!r}: no labels file was given and its ground truth "
+            f"is missing", path=obj_path,
+        )
+    rec["image_label"] = gt_classes
+    return False
+
+
 def load_voc_instances(
     root,
     split_file,
@@ -259,26 +290,10 @@ def load_voc_instances(
         }
         gt_classes = None
         if with_gt and (gt_dirs_exist or require_gt):
-            obj_path = os.path.join(obj_dir, image_id + ".png")
-            cls_path = os.path.join(cls_dir, image_id + ".png")
-            has_obj, has_cls = os.path.exists(obj_path), os.path.exists(cls_path)
-            if has_obj != has_cls or (require_gt and not has_obj):
-                missing_path = cls_path if has_obj else obj_path
-                raise MissingDataError("ground-truth label map does not exist", path=missing_path)
-            if has_obj:
-                rec["annotations"], gt_classes = read_voc_instances(obj_path, cls_path, C, (H, W), file_name)
-                n_gt += 1
-        if labels is not None:
-            rec["image_label"] = list(labels[image_id])
-            if gt_classes is not None and not set(gt_classes) <= set(rec["image_label"]):
-                n_label_mismatch += 1
-        elif gt_classes is not None:
-            rec["image_label"] = gt_classes
-        else:
-            raise MissingDataError(
-                f"no image labels for {image_id!r}: no labels file was given and its ground truth "
-                f"is missing", path=os.path.join(obj_dir, image_id + ".png"),
-            )
+            gt_classes = _add_ground_truth(rec, obj_dir, cls_dir, C, require_gt)
+            n_gt += gt_classes is not None
+        n_label_mismatch += _set_image_label(rec, None if labels is None else labels[image_id], gt_classes,
+                                             os.path.join(obj_dir, image_id + ".png"))
         records.append(rec)
     if n_label_mismatch:
         logger.warning(

@@ -70,10 +70,10 @@ def main():
     ap.add_argument("--opts", nargs="*", default=[], help="Mask R-CNN config overrides (all settings)")
     args = ap.parse_args()
 
-    from bestie_d2.data.pseudo_coco import register_pseudo_coco_from_config
+    from bestie_d2.maskrcnn_refinement import register_pseudo_coco_from_config
     from bestie_d2.engine.checkpoint import SafeCheckpointer
     from bestie_d2.engine.trainer import Trainer
-    from bestie_d2.tools.export_pseudo_coco import export_pseudo_coco
+    from bestie_d2.maskrcnn_refinement import export_pseudo_coco
     from detectron2.modeling import build_model
     from detectron2.utils.logger import setup_logger
 

@@ -1,8 +1,12 @@
-"""Pseudo-label export (Mask R-CNN refinement, step 1): json format, filters, shard merge, CLI.
+"""Pseudo-label export (Mask R-CNN refinement, step 1): json format, filters, gathering, CLI.
 
 A stub meta-architecture predicts, per image, the GT masks plus three instances that the filters
 must remove (a class outside the image labels, a low score, a tiny mask), so every filter's effect
 is known exactly. A tiny random-init BESTIE checks the real model path.
+``tests/data/pseudo_coco_before_refactor.json`` holds the jsons (and summaries) that the exporter
+before the move to ``bestie_d2.maskrcnn_refinement`` (commit 9f000e3, ``tools/export_pseudo_coco``
+with its own loop and shards) wrote for the stub on the test toy set (``info.image_root``
+replaced by ``<image_root>``, the only machine-dependent field).
 """
 import json
 import os
@@ -15,19 +19,20 @@ import torch
 from torch import nn
 
 import bestie_d2  # noqa: F401
-from bestie_d2.data.pseudo_coco import register_pseudo_coco, unregister_pseudo_coco
-from bestie_d2.tools.export_pseudo_coco import (
-    ImageLabelTestMapper,
-    build_argument_parser,
+from bestie_d2.maskrcnn_refinement import (
+    PseudoLabelWriter,
     export_pseudo_coco,
     merge_entries,
-    predict_entries,
+    register_pseudo_coco,
+    unregister_pseudo_coco,
 )
+from bestie_d2.tools.export_pseudo_coco import build_argument_parser
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import BitMasks, Instances
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+from repo_paths import CONFIG_DIR
+BEFORE_REFACTOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pseudo_coco_before_refactor.json")
 NUM_CLASSES = 5
 
 
@@ -165,9 +170,26 @@ def test_export_format_and_exact_masks(toy, tmp_path):
     }
 
 
-def test_export_json_mode_and_full_progress_bar(toy, tmp_path, capsys):
-    """Issue 16: the json gets the usual file mode (0644 under umask 022, not mkstemp's 0600) and
-    the progress bar reaches n/n (it stopped at 2/3 on 3 images)."""
+def test_json_identical_to_the_export_before_the_refactor(toy, tmp_path):
+    """Same model, same data set, same settings: byte-identical json content and summary."""
+    with open(BEFORE_REFACTOR) as f:
+        before = json.load(f)
+    assert set(before) == {"defaults", "no_label_filter_score0.1_area10"}
+    root = os.path.join(toy["root"], "JPEGImages")
+    for key, case in before.items():
+        out = str(tmp_path / f"{key}.json")
+        summary = export_pseudo_coco(toy["model"], "test_toy_train", out, **case["settings"])
+        with open(out) as f:
+            data = json.load(f)
+        assert data["info"]["image_root"] == root
+        data["info"]["image_root"] = "<image_root>"
+        assert json.dumps(data) == json.dumps(case["json"]), key
+        assert json.loads(json.dumps(summary)) == case["summary"], key
+    assert len(before["defaults"]["json"]["annotations"]) > len(toy["records"])  # not a vacuous case
+
+
+def test_export_json_mode(toy, tmp_path):
+    """Issue 16: the json gets the usual file mode (0644 under umask 022, not mkstemp's 0600)."""
     name = _subset("test_toy_train_first3", toy["records"][:3])
     out = tmp_path / "pseudo.json"
     old = os.umask(0o022)
@@ -176,8 +198,6 @@ def test_export_json_mode_and_full_progress_bar(toy, tmp_path, capsys):
     finally:
         os.umask(old)
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)
-    err = capsys.readouterr().err
-    assert "3/3" in err and "2/3" not in err.split("3/3")[-1]
     assert sorted(os.listdir(tmp_path)) == ["pseudo.json"]  # no temporary file left
 
 
@@ -214,27 +234,39 @@ def test_filters(toy, tmp_path, kwargs, extra_kinds):
     assert got == want
 
 
-def test_shard_merge_is_stable_and_unique(toy, tmp_path):
-    from bestie_d2.data.pseudo_coco import contiguous_to_dataset_id, source_image_root
+def _write(writer, model, records):
+    """Feed ``records`` (in the given order) through ``writer`` as inference_on_dataset does."""
+    from bestie_d2.data.mappers import BestieDatasetMapper
 
+    mapper = BestieDatasetMapper(is_train=False, num_classes=NUM_CLASSES)
+    model.eval()
+    writer.reset()
+    for r in records:
+        inp = mapper(r)
+        writer.process([inp], model([inp]))
+    return writer.evaluate()
+
+
+def test_writer_merges_entries_in_dataset_order(toy, tmp_path):
+    """Images reach the writer in any order (ranks, samplers): the json is in data-set order,
+    annotation ids 1..N; an image seen twice is refused."""
     records = toy["records"]
-    meta = MetadataCatalog.get("test_toy_train")
-    cat_ids = contiguous_to_dataset_id(meta, NUM_CLASSES)
-    root = source_image_root("test_toy_train", records)
-    common = dict(mapper=ImageLabelTestMapper(NUM_CLASSES), cat_ids=cat_ids, image_root=root, score_threshold=0.1, min_area=10)
-    world = 3
-    shards = [predict_entries(toy["model"], records, list(range(len(records)))[r::world], **common) for r in range(world)]
-    single = predict_entries(toy["model"], records, list(range(len(records))), **common)
-    cats = [{"id": i, "name": n} for i, n in enumerate(meta.thing_classes, 1)]
-    mixed = [e for s in reversed(shards) for e in s]
-    random.Random(0).shuffle(mixed)
-    merged = merge_entries(mixed, cats)
-    assert merged == merge_entries(single, cats)
-    assert [im["id"] for im in merged["images"]] == [r["image_id"] for r in records]
-    ids = [a["id"] for a in merged["annotations"]]
-    assert len(set(ids)) == len(ids) == sum(len(r["annotations"]) for r in records)
+    kw = dict(score_threshold=0.1, min_area=10)
+    in_order = PseudoLabelWriter("test_toy_train", str(tmp_path / "a.json"), **kw)
+    mixed = PseudoLabelWriter("test_toy_train", str(tmp_path / "b.json"), **kw)
+    shuffled = list(records)
+    random.Random(0).shuffle(shuffled)
+    assert shuffled != records
+    assert _write(in_order, toy["model"], records) == _write(mixed, toy["model"], shuffled)
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a == b
+    assert [im["id"] for im in a["images"]] == [r["image_id"] for r in records]
+    ids = [ann["id"] for ann in a["annotations"]]
+    assert ids == list(range(1, sum(len(r["annotations"]) for r in records) + 1))
     with pytest.raises(ValueError, match="duplicate"):
-        merge_entries(shards[0] + shards[0], cats)
+        merge_entries(mixed._entries + mixed._entries, a["categories"])
+    with pytest.raises(ValueError, match="duplicate image ids"):
+        PseudoLabelWriter("test_toy_train", str(tmp_path / "c.json"), records=records + records[:1])
 
 
 def test_registration_round_trip(toy, tmp_path):
@@ -319,8 +351,8 @@ def test_export_tiny_bestie(toy, tmp_path):
     reason="spawns two processes (~15-30 s on 2 cores); set BESTIE_TEST_MULTIPROCESS=1 to run",
 )
 def test_cli_two_processes(toy, tmp_path):
-    """``--num-gpus 2`` on CPU: two gloo processes write shards, rank 0 merges; same json as one
-    process. (The merge itself is covered by test_shard_merge_is_stable_and_unique.)"""
+    """``--num-gpus 2`` on CPU: two gloo processes, the writer gathers to rank 0, which writes;
+    same json as one process. (The merge: test_writer_merges_entries_in_dataset_order.)"""
     from bestie_d2.engine.launch import launch
     from bestie_d2.tools import export_pseudo_coco as tool
 

@@ -26,7 +26,6 @@ def _mode(path):
 
 def test_atomic_writers(umask, tmp_path):
     from bestie_d2.data.points import write_points
-    from bestie_d2.tools.export_pseudo_coco import write_json_atomic
     from bestie_d2.tools.extract_cues import write_png_atomic
     from bestie_d2.utils import vis
     from bestie_d2.utils.io import atomic_open, atomic_write
@@ -36,7 +35,7 @@ def test_atomic_writers(umask, tmp_path):
         vis.save_png(str(tmp_path / "b.png"), np.zeros((4, 5, 3), np.uint8)),
     ]
     write_points(tmp_path / "c.txt", [[1, 2, 0, 0.5]])
-    write_json_atomic({"k": 1}, str(tmp_path / "d.json"))
+    atomic_write(tmp_path / "d.json", json.dumps({"k": 1}), fsync=True)
     write_png_atomic(str(tmp_path / "e.png"), np.zeros((4, 5), np.uint8))
     with atomic_open(tmp_path / "f.json", "w", fsync=True) as f:
         json.dump([1], f)

@@ -80,7 +80,7 @@ class _GTEcho(nn.Module):
 
 def test_mask_rcnn_trains_on_pseudo_labels(toy_root, tmp_path, monkeypatch):
     from bestie_d2.engine.trainer import Trainer
-    from bestie_d2.tools.export_pseudo_coco import export_pseudo_coco
+    from bestie_d2.maskrcnn_refinement import export_pseudo_coco
     from bestie_d2.tools.train_net import setup
     from detectron2.engine import default_argument_parser
     from detectron2.evaluation import COCOEvaluator, inference_on_dataset
@@ -138,7 +138,7 @@ def test_mask_rcnn_trains_on_pseudo_labels(toy_root, tmp_path, monkeypatch):
 def test_maskrcnn_backbone_initialised_from_bestie(tmp_path):
     """The BESTIE ResNet becomes Mask R-CNN's bottom-up network (stem channels RGB -> BGR)."""
     from bestie_d2.engine.checkpoint import SafeCheckpointer
-    from bestie_d2.modeling.weight_transfer import bestie_backbone_for_maskrcnn, write_maskrcnn_init
+    from bestie_d2.maskrcnn_refinement import bestie_backbone_for_maskrcnn, write_maskrcnn_init
     from detectron2.modeling import build_model
 
     torch.manual_seed(0)

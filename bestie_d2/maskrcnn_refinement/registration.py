@@ -1,6 +1,6 @@
 """Register pseudo-label COCO jsons for the Mask R-CNN refinement stage (docs/method.md §9).
 
-:mod:`bestie_d2.tools.export_pseudo_coco` writes the predictions of a trained BESTIE model on a
+:mod:`bestie_d2.maskrcnn_refinement.pseudo_labels` writes the predictions of a trained BESTIE model on a
 training split as a COCO instances json (compressed RLE masks, ``score`` per annotation). This
 module turns such a json back into a detectron2 data set:
 

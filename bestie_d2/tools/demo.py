@@ -35,6 +35,7 @@ import torch
 import bestie_d2  # noqa: F401
 from bestie_d2.config import load_config
 from bestie_d2.utils.env import environment_info, format_environment
+from bestie_d2.utils.io import atomic_write
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
@@ -64,10 +65,7 @@ def _save_cfg(cfg, path):
 
 
 def _write_json(obj, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=float)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, default=float))
 
 
 class Pipeline:
@@ -202,7 +200,7 @@ class Pipeline:
         return cfg, model
 
     def stage_export(self, d):
-        from bestie_d2.tools.export_pseudo_coco import export_pseudo_coco
+        from bestie_d2.maskrcnn_refinement import export_pseudo_coco
 
         _, model = self._load_bestie()
         out = os.path.join(d, "pseudo_instances_train.json")
@@ -210,7 +208,7 @@ class Pipeline:
         return {"json": out, "summary": json.loads(json.dumps(summary, default=float))}
 
     def stage_maskrcnn(self, d):
-        from bestie_d2.data.pseudo_coco import register_pseudo_coco_from_config
+        from bestie_d2.maskrcnn_refinement import register_pseudo_coco_from_config
 
         n_pseudo = (self.results["export"].get("summary") or {}).get("instances", None)
         if n_pseudo == 0:
@@ -231,7 +229,7 @@ class Pipeline:
         if self.args.maskrcnn_init == "bestie":
             # No ImageNet weights offline: optionally start from the BESTIE backbone (same images,
             # same weak labels, so no extra supervision) instead of random init.
-            from bestie_d2.modeling.weight_transfer import write_maskrcnn_init
+            from bestie_d2.maskrcnn_refinement import write_maskrcnn_init
 
             cfg.MODEL.WEIGHTS = write_maskrcnn_init(
                 self.results["bestie"]["weights"], os.path.join(d, "init_from_bestie.pth"),

@@ -168,7 +168,7 @@ def build_predictor(cfg, flip: bool = False) -> Predictor:
 # conversion
 # ------------------------------------------------------------------------------------------------
 def _category_map(cfg) -> Tuple[Dict[int, int], object]:
-    from ..data.pseudo_coco import contiguous_to_dataset_id
+    from ..maskrcnn_refinement import contiguous_to_dataset_id
 
     C = int(cfg.BESTIE.NUM_CLASSES)
     if cfg.MODEL.META_ARCHITECTURE != "BESTIE":

@@ -18,7 +18,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data.pseudo_coco import register_pseudo_coco_from_config
+from ..maskrcnn_refinement import register_pseudo_coco_from_config
 from ..engine.checkpoint import SafeCheckpointer
 from ..engine.launch import launch
 from ..engine.trainer import Trainer

@@ -120,26 +120,8 @@ def eval_instance_segmentation_voc_multi(
     matches = [[[] for _ in range(num_classes)] for _ in thresholds]
 
     for i in range(n):
-        p_rles = masks_to_rles(pred_masks[i])
-        g_rles = masks_to_rles(gt_masks[i])
-        p_lab = _as_1d(pred_labels[i], np.int64)
-        p_sc = _as_1d(pred_scores[i], np.float64)
-        g_lab = _as_1d(gt_labels[i], np.int64)
-        if not (len(p_rles) == len(p_lab) == len(p_sc)):
-            raise ValueError(
-                f"image {i}: {len(p_rles)} predicted masks, {len(p_lab)} labels, {len(p_sc)} scores"
-            )
-        if len(g_rles) != len(g_lab):
-            raise ValueError(f"image {i}: {len(g_rles)} GT masks but {len(g_lab)} labels")
-        for lab in itertools.chain(p_lab, g_lab):
-            if not 0 <= lab < num_classes:
-                raise ValueError(f"image {i}: class id {lab} outside [0, {num_classes})")
-        if g_rles and p_rles and tuple(g_rles[0]["size"]) != tuple(p_rles[0]["size"]):
-            raise ValueError(
-                f"image {i}: predicted mask size {tuple(p_rles[0]['size'])} differs from the GT "
-                f"mask size {tuple(g_rles[0]['size'])}"
-            )
-
+        p_rles, p_lab, p_sc, g_rles, g_lab = _image_entries(
+            i, pred_masks[i], pred_labels[i], pred_scores[i], gt_masks[i], gt_labels[i], num_classes)
         for c in np.union1d(p_lab, g_lab):
             p_idx = np.nonzero(p_lab == c)[0]
             g_idx = np.nonzero(g_lab == c)[0]
@@ -149,50 +131,77 @@ def eval_instance_segmentation_voc_multi(
             order = np.argsort(-p_sc[p_idx], kind="stable")
             p_idx = p_idx[order]
             scores[c].append(p_sc[p_idx])
-            if len(g_idx) == 0:
-                for k in range(len(thresholds)):
-                    matches[k][c].append(np.zeros(len(p_idx), dtype=bool))
-                continue
-            iou = _mask_iou([p_rles[j] for j in p_idx], [g_rles[j] for j in g_idx])
-            best = iou.argmax(axis=1)
-            best_iou = iou[np.arange(len(p_idx)), best]
-            for k, t in enumerate(thresholds):
-                taken = np.zeros(len(g_idx), dtype=bool)
-                match = np.zeros(len(p_idx), dtype=bool)
-                for j in range(len(p_idx)):
-                    if best_iou[j] >= t and not taken[best[j]]:
-                        match[j] = True
-                        taken[best[j]] = True
+            per_thr = _match_ranked([p_rles[j] for j in p_idx], [g_rles[j] for j in g_idx], thresholds)
+            for k, match in enumerate(per_thr):
                 matches[k][c].append(match)
 
-    results = []
-    for k, t in enumerate(thresholds):
-        ap = np.full(num_classes, np.nan, dtype=np.float64)
-        precs, recs = [None] * num_classes, [None] * num_classes
-        for c in range(num_classes):
-            sc = np.concatenate(scores[c]) if scores[c] else np.zeros(0)
-            mt = np.concatenate(matches[k][c]) if matches[k][c] else np.zeros(0, dtype=bool)
-            order = np.argsort(-sc, kind="stable")
-            mt = mt[order]
-            tp = np.cumsum(mt)
-            fp = np.cumsum(~mt)
-            prec = tp / np.maximum(tp + fp, 1)
-            precs[c] = prec
-            if n_pos[c] > 0:
-                rec = tp / n_pos[c]
-                recs[c] = rec
-                ap[c] = voc_ap(prec, rec)
-        results.append(
-            {
-                "iou_thresh": t,
-                "ap": ap,
-                "map": _nanmean(ap),
-                "prec": precs,
-                "rec": recs,
-                "n_pos": n_pos.copy(),
-            }
+    return [_threshold_result(t, scores, matches[k], n_pos) for k, t in enumerate(thresholds)]
+
+
+def _image_entries(i, pred_masks, pred_labels, pred_scores, gt_masks, gt_labels, num_classes):
+    """One image's predictions and GT as ``(pred RLEs, labels, scores, GT RLEs, labels)``, with
+    their lengths, class ids and mask sizes checked (``ValueError`` naming image ``i``)."""
+    p_rles = masks_to_rles(pred_masks)
+    g_rles = masks_to_rles(gt_masks)
+    p_lab = _as_1d(pred_labels, np.int64)
+    p_sc = _as_1d(pred_scores, np.float64)
+    g_lab = _as_1d(gt_labels, np.int64)
+    if not (len(p_rles) == len(p_lab) == len(p_sc)):
+        raise ValueError(
+            f"image {i}: {len(p_rles)} predicted masks, {len(p_lab)} labels, {len(p_sc)} scores"
         )
-    return results
+    if len(g_rles) != len(g_lab):
+        raise ValueError(f"image {i}: {len(g_rles)} GT masks but {len(g_lab)} labels")
+    for lab in itertools.chain(p_lab, g_lab):
+        if not 0 <= lab < num_classes:
+            raise ValueError(f"image {i}: class id {lab} outside [0, {num_classes})")
+    if g_rles and p_rles and tuple(g_rles[0]["size"]) != tuple(p_rles[0]["size"]):
+        raise ValueError(
+            f"image {i}: predicted mask size {tuple(p_rles[0]['size'])} differs from the GT "
+            f"mask size {tuple(g_rles[0]['size'])}"
+        )
+    return p_rles, p_lab, p_sc, g_rles, g_lab
+
+
+def _match_ranked(p_rles, g_rles, thresholds):
+    """Per threshold, the ``(P,)`` bool TP flags of one image's score-ranked predictions of one
+    class against its GT of that class (best-IoU GT, first come first served; module doc)."""
+    if len(g_rles) == 0:
+        return [np.zeros(len(p_rles), dtype=bool) for _ in thresholds]
+    iou = _mask_iou(p_rles, g_rles)
+    best = iou.argmax(axis=1)
+    best_iou = iou[np.arange(len(p_rles)), best]
+    out = []
+    for t in thresholds:
+        taken = np.zeros(len(g_rles), dtype=bool)
+        match = np.zeros(len(p_rles), dtype=bool)
+        for j in range(len(p_rles)):
+            if best_iou[j] >= t and not taken[best[j]]:
+                match[j] = True
+                taken[best[j]] = True
+        out.append(match)
+    return out
+
+
+def _threshold_result(t, scores, matches, n_pos):
+    """The result dict of one threshold from the per-class score and TP-flag lists (all images)."""
+    num_classes = len(n_pos)
+    ap = np.full(num_classes, np.nan, dtype=np.float64)
+    precs, recs = [None] * num_classes, [None] * num_classes
+    for c in range(num_classes):
+        sc = np.concatenate(scores[c]) if scores[c] else np.zeros(0)
+        mt = np.concatenate(matches[c]) if matches[c] else np.zeros(0, dtype=bool)
+        order = np.argsort(-sc, kind="stable")
+        mt = mt[order]
+        tp = np.cumsum(mt)
+        fp = np.cumsum(~mt)
+        prec = tp / np.maximum(tp + fp, 1)
+        precs[c] = prec
+        if n_pos[c] > 0:
+            rec = tp / n_pos[c]
+            recs[c] = rec
+            ap[c] = voc_ap(prec, rec)
+    return {"iou_thresh": t, "ap": ap, "map": _nanmean(ap), "prec": precs, "rec": recs, "n_pos": n_pos.copy()}
 
 
 def eval_instance_segmentation_voc(
@@ -333,33 +342,7 @@ class VOCInstanceEvaluator(DatasetEvaluator):
             predictions = self._predictions
 
         gt = self._load_gt()
-        by_image = {}
-        for p in predictions:
-            img_id = p["image_id"]
-            if img_id not in gt:
-                raise KeyError(
-                    f"prediction for image id {img_id!r}, which is not in data set "
-                    f"'{self._dataset_name}'"
-                )
-            if img_id in by_image:
-                raise ValueError(f"image id {img_id!r} was processed more than once")
-            g = gt[img_id]
-            if len(p["masks"]) and tuple(p["masks"][0]["size"]) != (g["height"], g["width"]):
-                raise ValueError(
-                    f"image {img_id!r}: predicted masks have size {tuple(p['masks'][0]['size'])}, "
-                    f"the image is {(g['height'], g['width'])}; predictions must be at the "
-                    "original resolution"
-                )
-            by_image[img_id] = p
-        if not predictions:
-            logger.warning("[VOCInstanceEvaluator] no predictions: every GT instance is missed.")
-        n_missing = sum(1 for k in gt if k not in by_image)
-        if predictions and n_missing:
-            logger.warning(
-                f"[VOCInstanceEvaluator] {n_missing} of {len(gt)} images of "
-                f"'{self._dataset_name}' have no prediction; their GT instances count as missed."
-            )
-
+        by_image = self._predictions_by_image(predictions, gt)
         empty = {"masks": [], "classes": np.zeros(0, np.int64), "scores": np.zeros(0)}
         pm, pl, ps, gm, gl = [], [], [], [], []
         for img_id, g in gt.items():
@@ -387,6 +370,37 @@ class VOCInstanceEvaluator(DatasetEvaluator):
         if self._output_dir:
             self._save(predictions, metrics)
         return OrderedDict({"voc_instance": metrics})
+
+    def _predictions_by_image(self, predictions, gt):
+        """``{image id: prediction}``, checking ids and mask sizes against the GT; logs images
+        without a prediction."""
+        by_image = {}
+        for p in predictions:
+            img_id = p["image_id"]
+            if img_id not in gt:
+                raise KeyError(
+                    f"prediction for image id {img_id!r}, which is not in data set "
+                    f"'{self._dataset_name}'"
+                )
+            if img_id in by_image:
+                raise ValueError(f"image id {img_id!r} was processed more than once")
+            g = gt[img_id]
+            if len(p["masks"]) and tuple(p["masks"][0]["size"]) != (g["height"], g["width"]):
+                raise ValueError(
+                    f"image {img_id!r}: predicted masks have size {tuple(p['masks'][0]['size'])}, "
+                    f"the image is {(g['height'], g['width'])}; predictions must be at the "
+                    "original resolution"
+                )
+            by_image[img_id] = p
+        if not predictions:
+            logger.warning("[VOCInstanceEvaluator] no predictions: every GT instance is missed.")
+        n_missing = sum(1 for k in gt if k not in by_image)
+        if predictions and n_missing:
+            logger.warning(
+                f"[VOCInstanceEvaluator] {n_missing} of {len(gt)} images of "
+                f"'{self._dataset_name}' have no prediction; their GT instances count as missed."
+            )
+        return by_image
 
     def _log_table(self, res):
         from tabulate import tabulate

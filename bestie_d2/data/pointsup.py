@@ -22,7 +22,7 @@ annotations (``iscrowd`` 1). Negative points are not used.
 """
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,6 +35,7 @@ __all__ = [
     "coco_class_of",
     "group_annotations",
     "image_stem",
+    "instance_points",
     "pointsup_cues",
 ]
 
@@ -143,6 +144,86 @@ def coco_class_of(ann: dict, cat_map: Dict[int, int], path=None) -> int:
         ) from None
 
 
+def instance_points(groups, point_of: Callable, cat_map: Dict[int, int], json_file, stats: dict,
+                    skipped_key: str, *, seed: int = 0, random: bool = False):
+    """One point per non-crowd instance of each image of a COCO json (the loop that
+    :func:`pointsup_cues` and ``prepare_points``' COCO-mask route share).
+
+    Args:
+        groups: :func:`group_annotations` output, ``[(image, [annotations])]``.
+        point_of: ``point_of(ann, image, height, width, rng) -> (x, y)`` or None (no point: the
+            instance is skipped and counted in ``stats[skipped_key]``).
+        cat_map: :func:`coco_category_map`; the class of an annotation is looked up after its point
+            (a skipped instance's class is not checked).
+        stats: counters updated in place: ``crowd_skipped``, ``instances``, ``skipped_key``,
+            ``images``, ``points``.
+        seed, random: ``rng`` passed to ``point_of`` is :func:`~bestie_d2.data.points_from_masks.image_rng`
+            ``(seed, stem)`` when ``random``, else None.
+
+    Yields:
+        ``(image, stem, points)`` with ``points`` ``(N, 4)`` float32 ``[x, y, c, 1.0]``.
+    """
+    from .points_from_masks import image_rng
+
+    for im, anns in groups:
+        h, w = int(im["height"]), int(im["width"])
+        stem = image_stem(im)
+        rng = image_rng(seed, stem) if random else None
+        rows = []
+        for ann in anns:
+            if int(ann.get("iscrowd", 0)):
+                stats["crowd_skipped"] += 1
+                continue
+            stats["instances"] += 1
+            p = point_of(ann, im, h, w, rng)
+            if p is None:
+                stats[skipped_key] += 1
+                continue
+            rows.append((p[0], p[1], coco_class_of(ann, cat_map, json_file), 1.0))
+        pts = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+        stats["images"] += 1
+        stats["points"] += len(pts)
+        yield im, stem, pts
+
+
+def _positive_point(path: str) -> Callable:
+    """``point_of`` of :func:`instance_points` for PointSup annotations: the first (``rng`` None)
+    or a random positive point, floored; malformed or outside-the-image points raise
+    ``AnnotationError`` naming ``path`` and the annotation id."""
+
+    def point_of(ann, im, h, w, rng):
+        aid = ann.get("id")
+        if "point_coords" not in ann or "point_labels" not in ann:
+            raise AnnotationError(
+                f"annotation {aid!r} has no point_coords / point_labels (not a PointSup json?)", path=path
+            )
+        try:
+            coords = np.asarray(ann["point_coords"], dtype=np.float64).reshape(-1, 2)
+            labels = np.asarray(ann["point_labels"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise AnnotationError(f"annotation {aid!r}: malformed point_coords / point_labels ({e})",
+                                  path=path) from None
+        if coords.shape[0] != labels.shape[0]:
+            raise AnnotationError(
+                f"annotation {aid!r}: {coords.shape[0]} point_coords but {labels.shape[0]} point_labels",
+                path=path,
+            )
+        pos = np.flatnonzero(labels == 1)
+        if pos.size == 0:
+            return None
+        k = int(pos[0]) if rng is None else int(pos[int(rng.integers(pos.size))])
+        x, y = np.floor(coords[k])
+        if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < w and 0 <= y < h):
+            raise AnnotationError(
+                f"annotation {aid!r}: positive point (x={coords[k][0]}, y={coords[k][1]}) outside its "
+                f"image {im['file_name']} of size H={h}, W={w}",
+                path=path,
+            )
+        return x, y
+
+    return point_of
+
+
 def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "first", seed: int = 0
                   ) -> Tuple[List[dict], dict]:
     """Read a PointSup json as one point cue per instance (rules in the module docstring).
@@ -165,8 +246,6 @@ def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "
     unreadable file, an annotation without ``point_coords``/``point_labels``, lists of different
     lengths, or a point outside its image.
     """
-    from .points_from_masks import image_rng
-
     if choice not in POINTSUP_CHOICES:
         raise ValueError(f"unknown PointSup choice {choice!r}; choose one of {', '.join(POINTSUP_CHOICES)}")
     path = os.fspath(json_file)
@@ -175,48 +254,8 @@ def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "
     stats = {"images": 0, "instances": 0, "points": 0, "crowd_skipped": 0, "no_positive_skipped": 0,
              "num_classes": len(set(cat_map.values()))}
     records = []
-    for im, anns in group_annotations(coco, path):
-        h, w = int(im["height"]), int(im["width"])
-        stem = image_stem(im)
-        rng = image_rng(seed, stem) if choice == "random" else None
-        rows = []
-        for ann in anns:
-            if int(ann.get("iscrowd", 0)):
-                stats["crowd_skipped"] += 1
-                continue
-            stats["instances"] += 1
-            aid = ann.get("id")
-            if "point_coords" not in ann or "point_labels" not in ann:
-                raise AnnotationError(
-                    f"annotation {aid!r} has no point_coords / point_labels (not a PointSup json?)", path=path
-                )
-            try:
-                coords = np.asarray(ann["point_coords"], dtype=np.float64).reshape(-1, 2)
-                labels = np.asarray(ann["point_labels"], dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError) as e:
-                raise AnnotationError(f"annotation {aid!r}: malformed point_coords / point_labels ({e})",
-                                      path=path) from None
-            if coords.shape[0] != labels.shape[0]:
-                raise AnnotationError(
-                    f"annotation {aid!r}: {coords.shape[0]} point_coords but {labels.shape[0]} point_labels",
-                    path=path,
-                )
-            pos = np.flatnonzero(labels == 1)
-            if pos.size == 0:
-                stats["no_positive_skipped"] += 1
-                continue
-            k = int(pos[0]) if rng is None else int(pos[int(rng.integers(pos.size))])
-            x, y = np.floor(coords[k])
-            if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < w and 0 <= y < h):
-                raise AnnotationError(
-                    f"annotation {aid!r}: positive point (x={coords[k][0]}, y={coords[k][1]}) outside its "
-                    f"image {im['file_name']} of size H={h}, W={w}",
-                    path=path,
-                )
-            rows.append((x, y, coco_class_of(ann, cat_map, path), 1.0))
-        pts = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
-        stats["images"] += 1
-        stats["points"] += len(pts)
+    for im, stem, pts in instance_points(group_annotations(coco, path), _positive_point(path), cat_map, path,
+                                         stats, "no_positive_skipped", seed=seed, random=choice == "random"):
         records.append({"image_id": im["id"], "file_name": im["file_name"], "stem": stem,
-                        "height": h, "width": w, "points": pts})
+                        "height": int(im["height"]), "width": int(im["width"]), "points": pts})
     return records, stats

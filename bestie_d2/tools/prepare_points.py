@@ -212,8 +212,8 @@ def prepare_coco_points(json_file, image_root=None, output=None, *, rule: str = 
     """Write ``<output>/<file stem>.txt`` for every image of a COCO instances json (masks)."""
     from ..data.errors import MissingDataError
     from ..data.points import write_points
-    from ..data.pointsup import coco_category_map, coco_class_of, group_annotations, image_stem, read_coco_json
-    from ..data.points_from_masks import check_rule, choose_point, image_rng
+    from ..data.pointsup import coco_category_map, coco_class_of, group_annotations, instance_points, read_coco_json
+    from ..data.points_from_masks import check_rule, choose_point
 
     check_rule(rule)
     json_file = os.fspath(json_file)
@@ -224,25 +224,15 @@ def prepare_coco_points(json_file, image_root=None, output=None, *, rule: str = 
     cat_map = coco_category_map(coco, dataset_name, json_file)
     groups = group_annotations(coco, json_file)
     s = _new_summary(output=output, num_classes=len(set(cat_map.values())))
-    for im, anns in _progress(groups, len(groups), "prepare_points (COCO)", progress):
-        h, w = int(im["height"]), int(im["width"])
-        stem = image_stem(im)
-        rng = image_rng(seed, stem) if rule == "random" else None
-        rows = []
-        for ann in anns:
-            if int(ann.get("iscrowd", 0)):
-                s["crowd_skipped"] += 1
-                continue
-            s["instances"] += 1
-            c = coco_class_of(ann, cat_map, json_file)
-            p = choose_point(coco_annotation_mask(ann, h, w, json_file), rule, rng=rng)
-            if p is None:
-                s["empty_skipped"] += 1
-                continue
-            rows.append((p[0], p[1], c, 1.0))
-        write_points(os.path.join(output, stem + ".txt"), np.asarray(rows, np.float32).reshape(-1, 4))
-        s["images"] += 1
-        s["points"] += len(rows)
+
+    def point_of(ann, im, h, w, rng):
+        coco_class_of(ann, cat_map, json_file)  # an unknown category is an error even for an empty mask
+        return choose_point(coco_annotation_mask(ann, h, w, json_file), rule, rng=rng)
+
+    points = instance_points(groups, point_of, cat_map, json_file, s, "empty_skipped", seed=seed,
+                             random=rule == "random")
+    for _, stem, pts in _progress(points, len(groups), "prepare_points (COCO)", progress):
+        write_points(os.path.join(output, stem + ".txt"), pts)
     return s
 
 

@@ -46,11 +46,21 @@ def read_points(path, num_classes: int, image_size: Optional[Sequence[int]] = No
     if num_classes is None or int(num_classes) <= 0:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     num_classes = int(num_classes)
-    if image_size is not None:
-        H, W = int(image_size[0]), int(image_size[1])
+    size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+    rows = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if fields:
+            rows.append(_parse_line(fields, line, num_classes, size, path, lineno))
+    if not rows:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _read_text(path: str) -> str:
     try:
         with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except FileNotFoundError:
         raise MissingDataError("points file does not exist", path=path) from None
     except IsADirectoryError:
@@ -58,46 +68,42 @@ def read_points(path, num_classes: int, image_size: Optional[Sequence[int]] = No
     except UnicodeDecodeError as e:
         raise PointsFileError(f"not a UTF-8/ASCII text file ({e.reason})", path=path) from None
 
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 4:
-            raise PointsFileError(
-                f"expected 4 fields 'x y class conf', found {len(fields)}: {line.strip()!r}",
-                path=path, line=lineno,
-            )
-        vals = [_parse_float(t) for t in fields]
-        for name, tok, v in zip(("x", "y", "class", "conf"), fields, vals):
-            if v is None:
-                raise PointsFileError(f"field {name} is not a number: {tok!r}", path=path, line=lineno)
-            if not math.isfinite(v):
-                raise PointsFileError(f"field {name} is not finite: {tok!r}", path=path, line=lineno)
-        x, y, c, conf = vals
-        if c != int(c):
-            raise PointsFileError(f"class must be an integer, got {fields[2]!r}", path=path, line=lineno)
-        if not 0 <= c < num_classes:
-            hint = " (1-based class ids? classes are 0..C-1: c = 1-based id - 1)" if c == num_classes else ""
-            raise ClassIdError(
-                f"class {int(c)} out of range 0..{num_classes - 1}{hint}", path=path, line=lineno
-            )
-        if not 0.0 <= conf <= 1.0:
-            raise PointsFileError(f"confidence {fields[3]} not in [0, 1]", path=path, line=lineno)
-        if x < 0 or y < 0:
-            raise PointsFileError(
-                f"negative coordinate (x={fields[0]}, y={fields[1]})", path=path, line=lineno
-            )
-        if image_size is not None and (x >= W or y >= H):
-            raise PointsFileError(
-                f"point (x={fields[0]}, y={fields[1]}) outside the image of size "
-                f"H={H}, W={W} (need 0 <= x < W, 0 <= y < H)",
-                path=path, line=lineno,
-            )
-        rows.append((x, y, c, conf))
-    if not rows:
-        return np.zeros((0, 4), dtype=np.float32)
-    return np.asarray(rows, dtype=np.float32)
+
+def _parse_line(fields, line: str, num_classes: int, size, path: str, lineno: int):
+    """One non-blank line -> ``(x, y, c, conf)`` floats, or the error naming file and line."""
+    if len(fields) != 4:
+        raise PointsFileError(
+            f"expected 4 fields 'x y class conf', found {len(fields)}: {line.strip()!r}",
+            path=path, line=lineno,
+        )
+    vals = [_parse_float(t) for t in fields]
+    for name, tok, v in zip(("x", "y", "class", "conf"), fields, vals):
+        if v is None:
+            raise PointsFileError(f"field {name} is not a number: {tok!r}", path=path, line=lineno)
+        if not math.isfinite(v):
+            raise PointsFileError(f"field {name} is not finite: {tok!r}", path=path, line=lineno)
+    x, y, c, conf = vals
+    if c != int(c):
+        raise PointsFileError(f"class must be an integer, got {fields[2]!r}", path=path, line=lineno)
+    if not 0 <= c < num_classes:
+        hint = " (1-based class ids? classes are 0..C-1: c = 1-based id - 1)" if c == num_classes else ""
+        raise ClassIdError(
+            f"class {int(c)} out of range 0..{num_classes - 1}{hint}", path=path, line=lineno
+        )
+    if not 0.0 <= conf <= 1.0:
+        raise PointsFileError(f"confidence {fields[3]} not in [0, 1]", path=path, line=lineno)
+    if x < 0 or y < 0:
+        raise PointsFileError(
+            f"negative coordinate (x={fields[0]}, y={fields[1]})", path=path, line=lineno
+        )
+    if size is not None and (x >= size[1] or y >= size[0]):
+        H, W = size
+        raise PointsFileError(
+            f"point (x={fields[0]}, y={fields[1]}) outside the image of size "
+            f"H={H}, W={W} (need 0 <= x < W, 0 <= y < H)",
+            path=path, line=lineno,
+        )
+    return x, y, c, conf
 
 
 def write_points(path, points) -> None:

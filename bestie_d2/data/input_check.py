@@ -1,8 +1,8 @@
 """The data check: an up-front check of every training record's inputs, before any worker starts.
 
 Run by the trainer at the start of every BESTIE training (``Trainer.build_train_loader``), by
-``bestie-check-data`` / ``python -m bestie_d2.tools.check_data`` on its own, and per record by
-:func:`validate_record_inputs`. A bad input would otherwise surface deep inside a data-loader
+``bestie-check-data`` / ``python -m bestie_d2.tools.check_data`` on its own (one record:
+:func:`bestie_d2.data.datasets.record_inputs.validate_record_inputs`). A bad input would otherwise surface deep inside a data-loader
 worker hours into training — or, worse, train silently on nothing.
 
 Per record (``BESTIE.DATA.CHECK_INPUTS``: "full", the default, or "exists" for the first point only):

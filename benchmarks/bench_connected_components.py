@@ -16,7 +16,7 @@ the host syncs of the torch labelling (``1 + ceil((rounds - first_check) / check
 also the syncs counted by ``torch.cuda.set_sync_debug_mode("warn")``)::
 
     .venv/bin/python benchmarks/bench_connected_components.py [--size 416] [--batches 4 16]
-        [--runs 5] [--threads N] [--device cpu cuda] [--out benchmarks/results/connected_components_cpu.txt]
+        [--runs 5] [--threads 1 2] [--device cpu cuda] [--out benchmarks/results/connected_components_cpu.txt]
 
 CUDA rows are added when ``torch.cuda.is_available()`` (OpenCV on CUDA tensors includes the copy
 to the host and back).
@@ -30,6 +30,7 @@ import sys
 import time
 import warnings
 
+import cv2
 import numpy as np
 import torch
 
@@ -138,7 +139,7 @@ def counted_syncs(fn):
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def bench(device, size, batches, runs):
+def bench(device, size, batches, runs, threads):
     rows = []
     for n in batches:
         inputs = make_inputs(size, n)
@@ -155,7 +156,7 @@ def bench(device, size, batches, runs):
                 counted = counted_syncs(t_fn) if device.type == "cuda" else None
                 rows.append(
                     dict(
-                        device=device.type, input=name, N=n, conn=conn, torch_ms=t_ms, opencv_ms=c_ms,
+                        device=device.type, threads=threads, input=name, N=n, conn=conn, torch_ms=t_ms, opencv_ms=c_ms,
                         rounds=tc.rounds, syncs=syncs, counted=counted, comps=int(tc.counts.sum()), same=same,
                     )
                 )
@@ -164,7 +165,7 @@ def bench(device, size, batches, runs):
 
 
 HEADER = (
-    f"{'device':6} {'input':7} {'N':>3} {'conn':>4} {'torch ms':>9} {'opencv ms':>9} {'torch/cv':>8} "
+    f"{'device':6} {'thr':>3} {'input':7} {'N':>3} {'conn':>4} {'torch ms':>9} {'opencv ms':>9} {'torch/cv':>8} "
     f"{'rounds':>6} {'syncs':>5} {'counted':>7} {'components':>10} same"
 )
 
@@ -172,7 +173,8 @@ HEADER = (
 def format_row(r):
     counted = "-" if r["counted"] is None else str(r["counted"])
     return (
-        f"{r['device']:6} {r['input']:7} {r['N']:>3} {r['conn']:>4} {r['torch_ms']:>9.1f} {r['opencv_ms']:>9.2f} "
+        f"{r['device']:6} {r['threads']:>3} {r['input']:7} {r['N']:>3} {r['conn']:>4} "
+        f"{r['torch_ms']:>9.1f} {r['opencv_ms']:>9.2f} "
         f"{r['torch_ms'] / max(r['opencv_ms'], 1e-9):>8.1f} {r['rounds']:>6} {r['syncs']:>5} {counted:>7} "
         f"{r['comps']:>10} {r['same']}"
     )
@@ -183,24 +185,28 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=416)
     p.add_argument("--batches", type=int, nargs="+", default=[4, 16])
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument(
+        "--threads", type=int, nargs="+", default=[0], help="torch and OpenCV threads, one table part each (0: default)"
+    )
     p.add_argument("--device", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when unavailable")
     p.add_argument("--out", default="", help="also write the table to this file")
     p.add_argument("--note", default="", help="a line about the machine (shared, busy, ...) for --out")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     devices = [torch.device(d) for d in a.device if d != "cuda" or torch.cuda.is_available()]
     env = (
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, opencv "
-        f"{__import__('cv2').__version__} ({__import__('cv2').getNumThreads()} threads), {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads by default), opencv {cv2.__version__} "
+        f"({cv2.getNumThreads()} threads by default), {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA")
     )
     print(env)
     print(HEADER)
     rows = []
-    for d in devices:
-        rows += bench(d, a.size, a.batches, a.runs)
+    default_threads = torch.get_num_threads(), cv2.getNumThreads()
+    for threads in a.threads:
+        torch.set_num_threads(threads or default_threads[0])
+        cv2.setNumThreads(threads or default_threads[1])
+        for d in devices:
+            rows += bench(d, a.size, a.batches, a.runs, threads or default_threads[0])
     if a.out:
         lines = [
             f"# {__doc__.splitlines()[0]}",

@@ -9,7 +9,7 @@ Public API:
 
 * ``connected_components(masks, connectivity=8, backend="auto")`` -> ``Components``: picks the
   implementation per device (OpenCV for CPU tensors, torch for others; see ``pick_backend``).
-* ``connected_components_torch(masks, connectivity=8, check_every=4)`` and
+* ``connected_components_torch(masks, connectivity=8, first_check=8, check_every=4)`` and
   ``connected_components_opencv(masks, connectivity=8)``: the two implementations.
 
 Both return the same partition as ``cv2.connectedComponents(mask, connectivity=...)`` on every
@@ -22,12 +22,14 @@ in the raster order (row-major, ``y * W + x``) of their first pixel; OpenCV's nu
 
 The torch algorithm (label equivalence with hooking and pointer jumping)
 ------------------------------------------------------------------------
-Every pixel ``i`` of the batch, flattened to ``b * H * W + y * W + x``, holds a pointer
-``L[i] <= i`` to a pixel of its own component (initially itself; background pixels always point
-to themselves). One *round*:
+The masks are zero-padded by one pixel, ``(N, H+2, W+2)``, and flattened, with one extra slot at
+the end whose index ``none`` labels every background entry. Every foreground entry ``i`` holds a
+pointer ``L[i] <= i`` to a pixel of its own component (initially itself). One *round*:
 
-1. ``m[i]`` = min of ``L`` over the foreground pixels of ``i``'s neighbourhood (itself included;
-   3x3 for 8-connectivity, the cross for 4-connectivity), as a separable min of shifted views.
+1. ``m[i]`` = min of ``L`` over ``i``'s neighbourhood (itself included; 3x3 for 8-connectivity,
+   the cross for 4-connectivity). In the padded flat layout every neighbour is ``i +- 1`` or
+   ``i +- (W+2)`` (+- 1), so the min is a few ``torch.minimum`` of contiguous 1-D slices, and the
+   background contributes ``none``, which never wins.
 2. Hooking: ``L[L[i]] = min(L[L[i]], m[i])`` for every foreground ``i`` (``scatter_reduce`` with
    ``amin``: exact and order-independent), then ``L[i] = min(L[i], m[i])``. The root a pixel points
    to learns about the smaller label next to the pixel, so a whole tree moves at once instead of
@@ -36,22 +38,22 @@ to themselves). One *round*:
 
 Each step keeps ``L[i] <= i`` with ``L[i]`` in ``i``'s component, and a round that changes nothing
 is a fixed point where neighbouring foreground pixels share one label, which must then be the
-component's minimum pixel index (that pixel points to itself). The loop stops at the first
-unchanged round found by a check every ``check_every`` rounds; a check is the only host
+component's minimum pixel index (that pixel points to itself). The loop checks for an unchanged
+round after ``first_check`` rounds and then every ``check_every`` rounds; a check is the only host
 synchronisation (rounds after convergence are no-ops), so a call synchronises
-``ceil(rounds / check_every)`` times, independent of the number of components. The labels are then
-compacted without a sort: a component's root is the pixel with ``L[i] == i``; the running count of
-roots (``cumsum``) in raster order, minus the roots of the earlier images, is its id.
+``1 + ceil((rounds - first_check) / check_every)`` times, independent of the number of components
+and images. The labels are then compacted without a sort: a component's root is the pixel with
+``L[i] == i``, and its id is the running count (``cumsum``) of roots of its image in raster order.
 
-Rounds (measured with ``benchmarks/bench_connected_components.py``, results in
-``benchmarks/results/connected_components_cpu.txt``): a few blobs or random noise converge in 3-5
-rounds (found after 4-8 with ``check_every=4``); the worst cases are long thin paths whose pixel
-indices run against the path, e.g. a 1-pixel-wide spiral or serpentine filling a 416x416 image
-(86k pixels on one path), which need tens of rounds (not the ~path-length rounds of plain
-min-propagation). ``Components.rounds`` reports the rounds of each call.
+Rounds until the first unchanged round, measured on 416x416 masks (both connectivities): 4-7 for
+random noise of density 0.4-0.6, 5 for a full image, 8 for a random maze (one spanning-tree
+component), 8-9 for a 1-pixel-wide spiral of 86,944 pixels on one path (plain min-propagation would
+need one round per pixel of the path). No bound is proven; ``Components.rounds`` reports the rounds
+of each call. With the defaults the benchmark inputs take 8 rounds (one sync), the spiral 12 (two).
 
-Speed: OpenCV is much faster on the CPU (see the benchmark file), so ``backend="auto"`` uses it for
-CPU tensors; the torch path is for CUDA tensors (no host transfer of the masks) and for testing.
+Speed: on the CPU OpenCV is 10-100x faster (``benchmarks/results/connected_components_cpu.txt``,
+``benchmarks/bench_connected_components.py``), so ``backend="auto"`` uses it for CPU tensors and
+the torch labelling for any other device (no host transfer of the masks).
 """
 from typing import NamedTuple
 

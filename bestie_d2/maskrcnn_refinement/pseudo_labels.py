@@ -39,6 +39,7 @@ from detectron2.utils import comm
 from ..data.mappers import BestieDatasetMapper, record_classes
 from ..engine.hooks import unwrap_model
 from ..utils.io import atomic_write
+from ..utils.masks import encode_masks
 from .registration import contiguous_to_dataset_id, source_image_root
 
 __all__ = ["PseudoLabelWriter", "export_pseudo_coco", "instances_to_annotations", "merge_entries", "summarize"]
@@ -94,7 +95,7 @@ def instances_to_annotations(
             continue
         if c not in cat_ids:
             raise ValueError(f"predicted class {c} is outside 0..{len(cat_ids) - 1}")
-        rle = mask_util.encode(np.asfortranarray(mask[:, :, None], dtype=np.uint8))[0]
+        rle = encode_masks(mask[None])[0]
         bbox = [float(v) for v in mask_util.toBbox(rle)]
         anns.append({
             "category_id": int(cat_ids[c]),

@@ -46,6 +46,7 @@ from detectron2.data import detection_utils as utils
 from ..data.mappers import inference_input
 from ..utils import vis
 from ..utils.io import atomic_write
+from ..utils.masks import encode_masks
 from ..utils.cli import parse_args_with_opts, setup_cfg
 
 __all__ = [
@@ -197,11 +198,7 @@ def instances_to_coco_results(instances, image_id, file_name: str, cat_ids: Dict
     n = len(instances)
     if n == 0:
         return []
-    masks = vis.to_numpy(instances.pred_masks)
-    if masks.dtype.kind == "f":
-        masks = masks > 0.5
-    masks = masks.astype(np.uint8)
-    rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    rles = encode_masks(instances.pred_masks)
     areas = mask_util.area(rles)
     boxes = mask_util.toBbox(rles)
     if instances.has("pred_boxes"):

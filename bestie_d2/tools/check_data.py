@@ -24,7 +24,7 @@ import bestie_d2  # noqa: F401  (prepares detectron2, registers the data sets)
 
 from ..data.errors import BestieDataError
 from ..data.datasets.catalog import check_dataset
-from ..utils.cli import parse_args_with_opts, setup_cfg, tool_argument_parser
+from ..utils.cli import parse_and_load_config, tool_argument_parser
 
 __all__ = ["build_parser", "check_data", "main", "cli"]
 
@@ -66,15 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> Dict:
-    from detectron2.utils.logger import setup_logger
-
     parser = build_parser()
-    args = parse_args_with_opts(parser, argv)
-    setup_logger(name="bestie_d2", abbrev_name="bestie")
-    try:
-        cfg = setup_cfg(args.config_file, args.opts)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        parser.exit(2, f"check_data: error: {e}\n")
+    args, cfg = parse_and_load_config(parser, argv, "check_data", abbrev_name="bestie")
     try:
         summary = check_data(cfg, args.dataset, args.report)
     except KeyError as e:

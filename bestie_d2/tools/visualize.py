@@ -17,7 +17,7 @@ from typing import List
 import bestie_d2  # noqa: F401  (prepares detectron2, registers models and data sets)
 
 from ..data.errors import BestieDataError, MissingDataError
-from ..utils.cli import parse_args_with_opts, setup_cfg, tool_argument_parser
+from ..utils.cli import parse_and_load_config, tool_argument_parser
 from ..visualization.training_sample import visualize_dataset
 
 __all__ = ["build_parser", "main", "cli"]
@@ -50,15 +50,8 @@ def _hint(cfg, err) -> str:
 
 
 def main(argv=None) -> List[str]:
-    from detectron2.utils.logger import setup_logger
-
     parser = build_parser()
-    args = parse_args_with_opts(parser, argv)
-    setup_logger(name="bestie_d2")
-    try:
-        cfg = setup_cfg(args.config_file, args.opts)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        parser.exit(2, f"visualize: error: {e}\n")
+    args, cfg = parse_and_load_config(parser, argv, "visualize")
     dataset = args.dataset or (cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None)
     if not dataset:
         parser.exit(2, "visualize: error: no --dataset and DATASETS.TRAIN is empty\n")
@@ -73,8 +66,7 @@ def main(argv=None) -> List[str]:
 
 
 def cli(argv=None) -> int:
-    """Console script ``bestie-visualize``: like :func:`main`, but returns the exit status 0 (``main``
-    returns its summary, which a console-script wrapper would print and turn into exit status 1)."""
+    """Console script ``bestie-visualize``: like :func:`main`, returning the exit status 0."""
     main(argv)
     return 0
 

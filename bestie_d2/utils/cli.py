@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 
 from ..config import load_config
 
-__all__ = ["tool_argument_parser", "split_config_opts", "parse_args_with_opts", "setup_cfg"]
+__all__ = ["tool_argument_parser", "split_config_opts", "parse_args_with_opts", "setup_cfg", "parse_and_load_config"]
 
 #: A config key such as ``MODEL.WEIGHTS`` or ``BESTIE.DATA.WSSS_DIR`` (upper case, dotted).
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
@@ -58,3 +58,18 @@ def setup_cfg(config_file: str, opts: Sequence[str] = ()):
     if not config_file or not os.path.isfile(config_file):
         raise FileNotFoundError(f"--config-file {config_file!r} does not exist")
     return load_config(config_file, opts)
+
+
+def parse_and_load_config(parser: argparse.ArgumentParser, argv, tool: str, **logger_kwargs):
+    """A tool's first steps: :func:`parse_args_with_opts`, Detectron2's ``setup_logger`` for
+    ``bestie_d2`` (``logger_kwargs`` passed on), :func:`setup_cfg`; a config that does not load
+    exits with status 2 and ``<tool>: error: <reason>``. Returns ``(args, cfg)``."""
+    from detectron2.utils.logger import setup_logger
+
+    args = parse_args_with_opts(parser, argv)
+    setup_logger(name="bestie_d2", **logger_kwargs)
+    try:
+        cfg = setup_cfg(args.config_file, args.opts)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        parser.exit(2, f"{tool}: error: {e}\n")
+    return args, cfg

@@ -195,7 +195,10 @@ def _check_train_output(out, crop=416):
 
 def test_mapper_image_route(voc_root):
     # scale fixed at 0.8: the whole resized image (359x270) fits inside the 416 crop
-    mapper = BestieDatasetMapper(_cfg("image", voc_root), is_train=True, scales=(0.8,))
+    cfg = _cfg("image", voc_root)
+    cfg.BESTIE.INPUT.SCALES = [0.8]
+    mapper = BestieDatasetMapper(cfg, is_train=True)
+    assert mapper.augmentation.scales == (0.8,)
     mapper.rng = np.random.default_rng(0)
     out = mapper(_record(voc_root))
     _check_train_output(out)

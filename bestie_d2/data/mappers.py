@@ -105,16 +105,6 @@ class BestieDatasetMapper:
         supervision="image",
         cue_threshold=0.7,
         augmentation=None,
-        photometric=True,
-        brightness_delta=16.0,
-        contrast_range=(0.5, 1.5),
-        hue_delta=36.0,
-        resize_long=449,
-        resize_factor=32,
-        scales=(0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3),
-        crop_size=416,
-        pad_value=(123, 116, 103),
-        flip=True,
         sigma=6.0,
         min_area=50,
         max_points_per_class=128,
@@ -129,9 +119,9 @@ class BestieDatasetMapper:
             num_classes: number of thing classes C.
             supervision: "image" (PAM peak cues) or "point" (GT center points).
             cue_threshold: keep a cue only if its confidence is strictly greater.
-            augmentation: a ready :class:`BestieAugmentation`; if None one is built from the
-                photometric / resize / scale / crop / pad / flip arguments below
-                (``cfg.BESTIE.INPUT``, docs/method.md §1.2).
+            augmentation: the training :class:`BestieAugmentation` (docs/method.md §1.2);
+                from_config: ``BestieAugmentation.from_config(cfg)`` (``cfg.BESTIE.INPUT``);
+                None = its defaults in ``image_format``.
             sigma, min_area: pseudo-target Gaussian sigma and minimum component area (§2).
             max_points_per_class: cap on the ``points`` carried to the model, per class.
             peak_points_dir, center_points_dir, wsss_dir: if set, ``<dir>/<image_id>.txt|png``
@@ -145,19 +135,7 @@ class BestieDatasetMapper:
         self.supervision = supervision
         self.cue_threshold = float(cue_threshold)
         if augmentation is None:
-            augmentation = BestieAugmentation(
-                photometric=photometric,
-                brightness_delta=brightness_delta,
-                contrast_range=tuple(contrast_range),
-                hue_delta=hue_delta,
-                resize_long=resize_long,
-                resize_factor=resize_factor,
-                scales=tuple(scales),
-                crop_size=crop_size,
-                pad_value=tuple(pad_value),
-                flip=flip,
-                image_format=image_format,
-            )
+            augmentation = BestieAugmentation(image_format=image_format)
         self.augmentation = augmentation
         self.sigma = float(sigma)
         self.min_area = int(min_area)
@@ -182,16 +160,7 @@ class BestieDatasetMapper:
             "num_classes": cfg.BESTIE.NUM_CLASSES,
             "supervision": cfg.BESTIE.SUPERVISION,
             "cue_threshold": d.CUE_THRESHOLD,
-            "photometric": i.PHOTOMETRIC,
-            "brightness_delta": i.BRIGHTNESS_DELTA,
-            "contrast_range": tuple(i.CONTRAST_RANGE),
-            "hue_delta": i.HUE_DELTA,
-            "resize_long": i.RESIZE_LONG,
-            "resize_factor": i.RESIZE_FACTOR,
-            "scales": tuple(i.SCALES),
-            "crop_size": i.CROP_SIZE,
-            "pad_value": tuple(i.PAD_VALUE),
-            "flip": i.FLIP,
+            "augmentation": BestieAugmentation.from_config(cfg),
             "sigma": i.GAUSSIAN_SIGMA,
             "min_area": i.MIN_INSTANCE_AREA,
             "max_points_per_class": i.MAX_POINTS_PER_CLASS,

@@ -51,9 +51,10 @@ component), 8-9 for a 1-pixel-wide spiral of 86,944 pixels on one path (plain mi
 need one round per pixel of the path). No bound is proven; ``Components.rounds`` reports the rounds
 of each call. With the defaults the benchmark inputs take 8 rounds (one sync), the spiral 12 (two).
 
-Speed: on the CPU OpenCV is 15-130x faster (2 busy cores, ``benchmarks/results/connected_components_cpu.txt``,
-``benchmarks/bench_connected_components.py``), so ``backend="auto"`` uses it for CPU tensors and
-the torch labelling for any other device (no host transfer of the masks).
+Speed: on the CPU OpenCV is 15-130x faster (2 busy cores,
+``benchmarks/results/connected_components_cpu.txt``, ``benchmarks/bench_connected_components.py``),
+so ``backend="auto"`` uses it for CPU tensors and the torch labelling for any other device (no host
+transfer of the masks).
 """
 from typing import NamedTuple
 

@@ -15,7 +15,7 @@ alone. Run: ``python scripts/install_detectron2.py [--force]``.
 2 cores): SRC is a git URL (``git+https://github.com/facebookresearch/detectron2.git[@REV]``, for
 users with internet), a local source tarball (``.tar.gz``) or a local source folder. The source,
 its sha256 (tarball) and the commit (git folder, or a ``-main-<sha>`` tarball name) are recorded in
-``<venv>/detectron2_source.json``, which ``bestie_d2.utils.env`` reports with every result.
+``<venv>/detectron2_source.json``, which ``bestie_d2.compat.detectron2_info`` reports with every result.
 """
 import argparse
 import hashlib

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..utils.io import atomic_open, atomic_write
+
 __all__ = ["SafeCheckpointer", "UnsafeCheckpointError", "safe_pickle_load"]
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,9 @@ def safe_pickle_load(f):
 class SafeCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with two guarantees:
 
-    * ``save`` writes ``<name>.pth.tmp`` and renames it, so a crash never leaves a truncated
-      checkpoint and ``last_checkpoint`` always names a complete file;
+    * ``save`` writes the checkpoint and ``last_checkpoint`` with
+      :func:`bestie_d2.utils.io.atomic_open` (temporary file, fsync, rename), so a crash never
+      leaves a truncated checkpoint and ``last_checkpoint`` always names a complete file;
     * loading uses ``torch.load(weights_only=True)`` for ``.pth`` and a restricted unpickler for
       detectron2-style ``.pkl`` files: no arbitrary code is executed.
     """
@@ -66,18 +69,10 @@ class SafeCheckpointer(DetectionCheckpointer):
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
-        tmp = save_file + ".tmp"
         self.logger.info("Saving checkpoint to {}".format(save_file))
-        with open(tmp, "wb") as f:
+        with atomic_open(save_file, "wb", fsync=True) as f:
             torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, save_file)
-        # last_checkpoint is tiny; write it atomically as well
-        tag = os.path.join(self.save_dir, "last_checkpoint")
-        with open(tag + ".tmp", "w") as f:
-            f.write(basename)
-        os.replace(tag + ".tmp", tag)
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"), basename)  # tag_last_checkpoint, atomic
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):

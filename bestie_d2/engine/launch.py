@@ -1,7 +1,8 @@
 """``launch``: detectron2's launcher, plus a CPU/gloo path for machines without GPUs.
 
 detectron2 0.6's ``launch`` asserts CUDA in every worker; main falls back to gloo. This wrapper
-gives both the same behaviour: with CUDA it calls detectron2's ``launch`` unchanged; without it,
+gives both the same behaviour (the local process group is made by
+:func:`bestie_d2.compat.create_local_process_group`): with CUDA it calls detectron2's ``launch`` unchanged; without it,
 ``num_gpus_per_machine`` means "processes per machine" and each process joins a gloo group.
 """
 import logging
@@ -12,6 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
+
+from .. import compat
 
 __all__ = ["launch"]
 
@@ -27,22 +30,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _set_local_group(world_size: int, procs_per_machine: int, machine_rank: int) -> None:
-    if hasattr(comm, "create_local_process_group"):  # detectron2 main
-        comm.create_local_process_group(procs_per_machine)
-        return
-    num_machines = world_size // procs_per_machine
-    for i in range(num_machines):  # detectron2 0.6: set the module global like its launcher does
-        ranks = list(range(i * procs_per_machine, (i + 1) * procs_per_machine))
-        pg = dist.new_group(ranks)
-        if i == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = pg
-
-
 def _cpu_worker(local_rank, main_func, world_size, procs, machine_rank, dist_url, args, timeout):
     rank = machine_rank * procs + local_rank
     dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size, rank=rank, timeout=timeout)
-    _set_local_group(world_size, procs, machine_rank)
+    compat.create_local_process_group(procs, world_size // procs, machine_rank)
     comm.synchronize()
     main_func(*args)
     comm.synchronize()

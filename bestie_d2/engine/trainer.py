@@ -12,20 +12,21 @@ One trainer serves the three kinds of model this project trains, chosen by
 Evaluators come from the data set's metadata (``evaluator_type``: ``voc_instance`` or ``coco``),
 except for the classifier, which reports multi-label classification mAP.
 
-Differences from ``DefaultTrainer`` (all deliberate):
+Differences from ``DefaultTrainer`` (all deliberate), made in :meth:`Trainer.__init__`:
 
-* the training step refuses a non-finite loss *before* the backward pass and the optimizer step,
-  so the weights (and every checkpoint) stay those of the last good iteration;
-* checkpoints are written atomically and contain the optimizer state on detectron2 0.6 too
-  (exact resume), and loading never executes pickled code (:class:`SafeCheckpointer`).
+* the training step refuses a non-finite loss *before* the backward pass and the optimizer step
+  (:class:`~bestie_d2.engine.train_loop.FiniteCheckTrainer`), so the weights (and every
+  checkpoint) stay those of the last good iteration;
+* checkpoints are written atomically, loading never executes pickled code
+  (:class:`~bestie_d2.engine.checkpoint.SafeCheckpointer`), and on detectron2 0.6 they also hold
+  the optimizer state (exact resume; main's trainer state has it already);
+* multi-process DDP on the CPU (gloo) works (no ``device_ids``).
 """
 import logging
 import os
-import time
 import weakref
 from collections import OrderedDict
 
-import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
@@ -36,44 +37,11 @@ from .. import compat
 from .checkpoint import SafeCheckpointer
 from .hooks import SelfRefinementHook
 from .solver import build_lr_scheduler, build_optimizer
+from .train_loop import FiniteCheckTrainer
 
-__all__ = ["Trainer", "NonFiniteLossError", "FiniteCheckTrainer", "build_evaluator"]
+__all__ = ["Trainer", "build_evaluator"]
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the step was not applied."""
-
-
-class FiniteCheckTrainer(SimpleTrainer):
-    """SimpleTrainer whose step checks the loss before backward/step (one scalar sync per step,
-    which ``SimpleTrainer`` already pays when it logs the losses)."""
-
-    def run_step(self):
-        assert self.model.training, "[FiniteCheckTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
-        loss_dict = self.model(data)
-        if isinstance(loss_dict, torch.Tensor):
-            losses = loss_dict
-            loss_dict = {"total_loss": loss_dict}
-        else:
-            losses = sum(loss_dict.values())
-        if not bool(torch.isfinite(losses)):
-            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
-            raise NonFiniteLossError(
-                f"Loss became non-finite at iteration {self.iter} ({parts}). Training stopped before "
-                "the update; the weights and the last checkpoint are those of the last good iteration. "
-                "Lower SOLVER.BASE_LR, check the inputs of this batch, or resume from the last checkpoint."
-            )
-        self.optimizer.zero_grad()
-        losses.backward()
-        if hasattr(self, "after_backward"):  # detectron2 main calls the hooks' after_backward
-            self.after_backward()
-        self._write_metrics(loss_dict, data_time)
-        self.optimizer.step()
 
 
 def _is_meta(cfg, name):
@@ -114,29 +82,27 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer for BESTIE, the PAM classifier and the Mask R-CNN refinement stage."""
 
     def __init__(self, cfg):
-        # Same construction order as DefaultTrainer, with our step, checkpointer and schedule.
+        """``DefaultTrainer.__init__`` (the same in detectron2 0.6 and main), step for step, with
+        three objects of our own. It builds the DDP wrapper, the step trainer and the checkpointer
+        inline, with no factory to override, and calling it then replacing them would build the
+        model, optimizer and data loader twice (and, on 0.6, start the loader's workers twice,
+        drawing their seeds from the global RNG); so the construction order is repeated here.
+        """
         TrainerBase.__init__(self)
-        d2_logger = logging.getLogger("detectron2")
-        if not d2_logger.isEnabledFor(logging.INFO):
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        ddp_kwargs = {"broadcast_buffers": False}
-        if cfg.MODEL.DEVICE == "cpu":
-            ddp_kwargs["device_ids"] = None  # CPU/gloo DDP takes no device ids
-        model = create_ddp_model(model, **ddp_kwargs)
-        if cfg.SOLVER.AMP.ENABLED:
-            self._trainer = AMPTrainer(model, data_loader, optimizer)
-        elif cfg.SOLVER.CHECK_FINITE_LOSS:
-            self._trainer = FiniteCheckTrainer(model, data_loader, optimizer)
-        else:
-            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        cpu = {"device_ids": None} if cfg.MODEL.DEVICE == "cpu" else {}  # ours (1): CPU/gloo DDP
+        model = create_ddp_model(model, broadcast_buffers=False, **cpu)
+        step = FiniteCheckTrainer if cfg.SOLVER.CHECK_FINITE_LOSS else SimpleTrainer  # ours (2)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else step)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = SafeCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), optimizer=optimizer, scheduler=self.scheduler
-        )
+        # ours (3): atomic, no unpickling; the LR scheduler is saved by hooks.LRScheduler's state
+        extra = {} if compat.trainer_state_has_optimizer() else {"optimizer": optimizer}  # v0.6
+        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **extra)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

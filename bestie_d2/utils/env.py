@@ -1,19 +1,17 @@
 """What produced a result: library versions, detectron2's origin and compiled ops, CPU, threads, seed.
 
+The detectron2 part comes from :func:`bestie_d2.compat.detectron2_info` (the one place that knows
+about detectron2 versions).
+
 ``environment_info()`` is stored in the demo's ``results.json`` and logged at the start of every
 ``train_net`` run, so that a number in a table can be traced to the environment that made it.
 """
-import json
 import os
 import platform
 import subprocess
-import sys
 from typing import Optional
 
 __all__ = ["environment_info", "format_environment", "cpu_model"]
-
-# written by scripts/install_detectron2.py --source into the venv
-_SOURCE_RECORD = "detectron2_source.json"
 
 
 def cpu_model() -> str:
@@ -37,25 +35,6 @@ def _git_commit(folder: str) -> Optional[str]:
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 
-def _detectron2_info() -> dict:
-    import detectron2
-
-    from .. import compat
-
-    info = {
-        "version": getattr(detectron2, "__version__", "unknown"),
-        "path": os.path.dirname(detectron2.__file__),
-        "compiled_ops": compat.has_compiled_ops(),
-    }
-    record = os.path.join(sys.prefix, _SOURCE_RECORD)
-    if os.path.isfile(record):
-        with open(record) as f:
-            info.update({k: v for k, v in json.load(f).items() if k in ("source", "commit", "sha256")})
-    elif compat.placeholder_installed():
-        info["source"] = "v0.6 Python files from the PyPI sdist pb1-detectron2 (scripts/install_detectron2.py)"
-    return info
-
-
 def environment_info(seed: Optional[int] = None) -> dict:
     """A json-serialisable description of the running environment.
 
@@ -69,6 +48,7 @@ def environment_info(seed: Optional[int] = None) -> dict:
     import torch
 
     import bestie_d2
+    from bestie_d2 import compat
 
     try:
         import torchvision
@@ -84,7 +64,7 @@ def environment_info(seed: Optional[int] = None) -> dict:
         "torchvision": tv,
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
-        "detectron2": _detectron2_info(),
+        "detectron2": compat.detectron2_info(),
         "bestie_d2": {"version": bestie_d2.__version__, "commit": _git_commit(pkg_dir)},
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),

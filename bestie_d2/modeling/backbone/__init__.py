@@ -1,4 +1,3 @@
-"""Backbones registered in detectron2's BACKBONE_REGISTRY."""
-from ..._imports import import_registering_modules
-
-import_registering_modules(__name__, ["hrnet", "vgg"])
+"""Backbones registered in detectron2's BACKBONE_REGISTRY by importing this package:
+``build_hrnet_backbone`` (:mod:`.hrnet`) and ``build_vgg16_d1_backbone`` (:mod:`.vgg`)."""
+from . import hrnet, vgg  # noqa: F401

@@ -124,6 +124,20 @@ def _load_pseudo_coco(name, json_file, image_root, source_dataset, keep_scores) 
     return records
 
 
+def _dataset_id_map(num_classes: int, mapping: Optional[Dict[int, int]], source_dataset: Optional[str]):
+    """json category id -> contiguous id: ``mapping``, else the source data set's, else ``c+1 -> c``."""
+    if mapping is None:
+        if source_dataset:
+            inverse = contiguous_to_dataset_id(MetadataCatalog.get(source_dataset), num_classes)
+            mapping = {d: c for c, d in inverse.items()}
+        else:
+            mapping = {c + 1: c for c in range(num_classes)}
+    id_map = {int(k): int(v) for k, v in mapping.items()}
+    if sorted(id_map.values()) != list(range(num_classes)):
+        raise ValueError(f"thing_dataset_id_to_contiguous_id must map onto 0..{num_classes - 1}, got {id_map}")
+    return id_map
+
+
 def register_pseudo_coco(
     name: str,
     json_file: str,
@@ -152,17 +166,7 @@ def register_pseudo_coco(
     Registering the same name again with the same json is a no-op; with another json it raises.
     """
     thing_classes = list(thing_classes)
-    if thing_dataset_id_to_contiguous_id is None:
-        if source_dataset:
-            inverse = contiguous_to_dataset_id(MetadataCatalog.get(source_dataset), len(thing_classes))
-            thing_dataset_id_to_contiguous_id = {d: c for c, d in inverse.items()}
-        else:
-            thing_dataset_id_to_contiguous_id = {c + 1: c for c in range(len(thing_classes))}
-    id_map = {int(k): int(v) for k, v in thing_dataset_id_to_contiguous_id.items()}
-    if sorted(id_map.values()) != list(range(len(thing_classes))):
-        raise ValueError(
-            f"thing_dataset_id_to_contiguous_id must map onto 0..{len(thing_classes) - 1}, got {id_map}"
-        )
+    id_map = _dataset_id_map(len(thing_classes), thing_dataset_id_to_contiguous_id, source_dataset)
     json_file = os.fspath(json_file)
     if name in DatasetCatalog.list():
         old = MetadataCatalog.get(name).get("json_file", None)

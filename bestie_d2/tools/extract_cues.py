@@ -208,8 +208,6 @@ def run_cam_inference(
         if d is not None:
             os.makedirs(d, exist_ok=True)
 
-    from bestie_d2.data.points import write_points
-
     pc = cfg.PAM_CUES
     need_image = sem_dir is not None and str(pc.SEMANTIC_REFINE).lower() != "none"
     reader = _ImageReader(todo, cfg.INPUT.PAM.TEST_SIZE, cfg.INPUT.FORMAT, keep_original=need_image)
@@ -225,20 +223,25 @@ def run_cam_inference(
         labels = [record_classes(todo[i]) for i in idx]
         results = compute_cams(model, images, sizes, labels, flip=pc.FLIP)
         for (classes, cam), i, size, original in zip(results, idx, sizes, originals):
-            rec = todo[i]
-            if cues_dir is not None:
-                pts = find_peaks(cam, classes, pc.SMOOTH_KERNEL, pc.NMS_KERNEL, pc.TOP_K,
-                                 pc.CONF_THRESHOLD)
-                write_points(os.path.join(cues_dir, f"{rec['image_id']}.txt"), pts)
-                stats["points"] += len(pts)
-                stats["empty"] += int(len(pts) == 0)
-            if sem_dir is not None:
-                sem = semantic_from_cams(pc, cam, classes, size, original)
-                write_png_atomic(os.path.join(sem_dir, f"{rec['image_id']}.png"), sem)
-            stats["images"] += 1
+            _write_outputs(pc, todo[i]["image_id"], cam, classes, size, original, cues_dir, sem_dir, stats)
         bar.update(len(idx))
     bar.close()
     return stats
+
+
+def _write_outputs(pc, image_id, cam, classes, size, original, cues_dir, sem_dir, stats) -> None:
+    """One image's cue file (peaks of its CAM) and/or semantic map; counts into ``stats``."""
+    from bestie_d2.data.points import write_points
+
+    if cues_dir is not None:
+        pts = find_peaks(cam, classes, pc.SMOOTH_KERNEL, pc.NMS_KERNEL, pc.TOP_K, pc.CONF_THRESHOLD)
+        write_points(os.path.join(cues_dir, f"{image_id}.txt"), pts)
+        stats["points"] += len(pts)
+        stats["empty"] += int(len(pts) == 0)
+    if sem_dir is not None:
+        sem = semantic_from_cams(pc, cam, classes, size, original)
+        write_png_atomic(os.path.join(sem_dir, f"{image_id}.png"), sem)
+    stats["images"] += 1
 
 
 def _gather_stats(stats: Dict[str, int]) -> Dict[str, int]:

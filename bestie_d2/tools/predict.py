@@ -225,6 +225,29 @@ def instances_to_coco_results(instances, image_id, file_name: str, cat_ids: Dict
 # ------------------------------------------------------------------------------------------------
 # run
 # ------------------------------------------------------------------------------------------------
+def _read_or_none(path: str, image_format: str):
+    """The image (H, W, 3) in ``image_format``, or None (with a warning) when it cannot be read."""
+    try:
+        image = utils.read_image(path, format=image_format)
+        if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"unexpected image shape {image.shape}")
+        return image
+    except Exception as e:
+        logger.warning(f"skipping unreadable image {path}: {type(e).__name__}: {e}")
+        return None
+
+
+def _save_overlay(target: str, image: np.ndarray, image_format: str, instances, meta) -> None:
+    """Draw ``instances`` on ``image`` with Detectron2's Visualizer (small images enlarged up to
+    4x, to about 512 px) and write the PNG."""
+    from detectron2.utils.visualizer import ColorMode, Visualizer
+
+    rgb = image[..., ::-1] if image_format == "BGR" else image
+    scale = float(min(4.0, max(1.0, 512.0 / max(rgb.shape[:2]))))
+    v = Visualizer(np.ascontiguousarray(rgb), meta, scale=scale, instance_mode=ColorMode.IMAGE)
+    vis.save_png(target, v.draw_instance_predictions(instances).get_image())
+
+
 def run_predict(
     cfg,
     inputs: Sequence[str],
@@ -238,7 +261,6 @@ def run_predict(
     """Predict every image of ``inputs`` (see the module docstring) and return a summary dict:
     ``images`` (found), ``predicted``, ``skipped`` (unreadable), ``instances``, ``per_class``,
     ``json``, ``overlay_dir``. Raises :class:`PredictError` for set-up errors."""
-    from detectron2.utils.visualizer import ColorMode, Visualizer
     from tqdm import tqdm
 
     paths = find_images(inputs)
@@ -254,12 +276,8 @@ def run_predict(
     per_class = Counter()
     names = list(meta.get("thing_classes", []))
     for path, iid in tqdm(list(zip(paths, ids)), desc="predict", unit="img", disable=None):
-        try:
-            image = utils.read_image(path, format=cfg.INPUT.FORMAT)
-            if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-                raise ValueError(f"unexpected image shape {image.shape}")
-        except Exception as e:
-            logger.warning(f"skipping unreadable image {path}: {type(e).__name__}: {e}")
+        image = _read_or_none(path, cfg.INPUT.FORMAT)
+        if image is None:
             stats["skipped"] += 1
             continue
         inst = predictor(image)
@@ -270,14 +288,10 @@ def run_predict(
         for c in vis.to_numpy(inst.pred_classes).tolist():
             per_class[names[c] if c < len(names) else str(c)] += 1
         if overlays:
-            rgb = image[..., ::-1] if cfg.INPUT.FORMAT == "BGR" else image
-            scale = float(min(4.0, max(1.0, 512.0 / max(rgb.shape[:2]))))
-            v = Visualizer(np.ascontiguousarray(rgb), meta, scale=scale, instance_mode=ColorMode.IMAGE)
-            drawn = v.draw_instance_predictions(inst).get_image()
             target = os.path.join(overlay_dir, iid.replace("/", "__") + ".png")
             if os.path.abspath(target) in in_set:
                 raise PredictError(f"refusing to overwrite the input image {target}: choose another --output")
-            vis.save_png(target, drawn)
+            _save_overlay(target, image, cfg.INPUT.FORMAT, inst, meta)
     json_path = os.path.join(output_dir, "predictions.json")
     atomic_write(json_path, json.dumps(results, separators=(",", ":")), fsync=True)
     summary = {

@@ -137,6 +137,34 @@ def torchvision_resnet_to_d2(
     """
     if target not in TARGET_PREFIXES:
         raise ConversionError(f"ResNet target must be one of {sorted(TARGET_PREFIXES)}, got {target!r}")
+    fmt, mean, std = _target_input_convention(target, input_format, pixel_mean, pixel_std)
+    if keep_bn_counters is None:
+        keep_bn_counters = target == "bestie"
+    conv = conv or Conversion(source=source, target=f"{target} (ResNet{' FPN bottom-up' if target == 'maskrcnn' else ''})")
+    _map_resnet_keys(state, conv, source, src_prefix, TARGET_PREFIXES[target], fmt, std, keep_bn_counters)
+    depth = _depth(state, src_prefix)
+    if depth is None:
+        raise ConversionError("not a torchvision ResNet-18/50/101/152 state dict (block counts not recognised)")
+    conv.config.update({
+        "MODEL.RESNETS.DEPTH": depth,
+        "MODEL.RESNETS.STRIDE_IN_1X1": False,
+        "INPUT.FORMAT": fmt,
+        "MODEL.PIXEL_MEAN": list(mean),
+        "MODEL.PIXEL_STD": list(std),
+    })
+    if depth == 18:
+        conv.config["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 64
+    if (fmt, tuple(std)) != ("RGB", TORCHVISION_STD):
+        conv.notes.append(
+            f"stem.conv1 adapted from RGB / torchvision std to {fmt} / std {list(std)}: exact for inputs "
+            "normalised as the config says"
+        )
+    return conv
+
+
+def _target_input_convention(target, input_format, pixel_mean, pixel_std):
+    """``(INPUT.FORMAT, PIXEL_MEAN, PIXEL_STD)`` of the target, defaults from its base config; the
+    mean must be torchvision's ImageNet mean (in the target's channel order)."""
     fmt0, mean0, std0 = TARGET_INPUT[target]
     fmt = input_format or fmt0
     mean = tuple(pixel_mean) if pixel_mean is not None else (mean0 if fmt == fmt0 else tuple(mean0)[::-1])
@@ -149,10 +177,12 @@ def torchvision_resnet_to_d2(
             f"({list(src_mean_dst_order)} in {fmt} order); a different mean cannot be folded into the "
             "weights exactly: use that mean in the config"
         )
-    if keep_bn_counters is None:
-        keep_bn_counters = target == "bestie"
-    dst_prefix = TARGET_PREFIXES[target]
-    conv = conv or Conversion(source=source, target=f"{target} (ResNet{' FPN bottom-up' if target == 'maskrcnn' else ''})")
+    return fmt, mean, std
+
+
+def _map_resnet_keys(state, conv, source, src_prefix, dst_prefix, fmt, std, keep_bn_counters):
+    """Map or drop every key of ``state`` under ``src_prefix`` into ``conv`` (``_RULES``); the stem
+    conv adapted to ``fmt`` / ``std``; BN batch counters kept (fresh 0 where missing) or dropped."""
     unknown = []
     counters_seen = set()
     bn_modules = set()
@@ -189,24 +219,6 @@ def torchvision_resnet_to_d2(
         for mod in bn_modules:
             if mod + "num_batches_tracked" not in counters_seen:
                 conv.add_fresh(mod + "num_batches_tracked", bn_counter(), "BatchNorm batch counter, 0 (the file has none)")
-    depth = _depth(state, src_prefix)
-    if depth is None:
-        raise ConversionError("not a torchvision ResNet-18/50/101/152 state dict (block counts not recognised)")
-    conv.config.update({
-        "MODEL.RESNETS.DEPTH": depth,
-        "MODEL.RESNETS.STRIDE_IN_1X1": False,
-        "INPUT.FORMAT": fmt,
-        "MODEL.PIXEL_MEAN": list(mean),
-        "MODEL.PIXEL_STD": list(std),
-    })
-    if depth == 18:
-        conv.config["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 64
-    if (fmt, tuple(std)) != ("RGB", TORCHVISION_STD):
-        conv.notes.append(
-            f"stem.conv1 adapted from RGB / torchvision std to {fmt} / std {list(std)}: exact for inputs "
-            "normalised as the config says"
-        )
-    return conv
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ are on dyadic grids, so every sum is exact on any CPU). Refinement goes through 
 ``exp`` Gaussians, whose last bit may differ between CPUs / libm builds: its ``center`` and
 ``weight`` maps and the confidence statistic are compared with ``atol = 1e-6`` (about 8 float32 ulps
 at 1.0); its offsets (integer differences), which pixels got a weight and the instance counts are
-compared exactly.
+compared exactly. Every case runs with both component-labelling backends ("opencv", the CPU
+default, and "torch", the device path) and must give these same outputs.
 """
 import os
 
@@ -21,6 +22,7 @@ from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label,
 
 PINNED = os.path.join(os.path.dirname(__file__), "data", "pinned")
 ATOL = 1e-6
+BACKENDS = ["opencv", "torch"]
 
 
 def load(name):
@@ -33,14 +35,15 @@ REFINE = load("refine.npz")
 DECODE_CASES = sorted({k.split("/")[0] for k in DECODE if k.endswith("/masks")})
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", DECODE_CASES)
-def test_decode_is_pinned(case):
+def test_decode_is_pinned(case, backend):
     img = case.split("_")[0]
     thr, k, min_area, use_cluster, md = DECODE[f"{case}/params"].tolist()
     cluster = ClusterParams(merge_distance=md) if use_cluster else None
     masks, classes, scores = decode_instances(
         DECODE[f"{img}/sem_prob"], DECODE[f"{img}/center"], DECODE[f"{img}/offset"],
-        center_threshold=thr, nms_kernel=int(k), min_area=int(min_area), cluster=cluster)
+        center_threshold=thr, nms_kernel=int(k), min_area=int(min_area), cluster=cluster, backend=backend)
     assert torch.equal(masks, DECODE[f"{case}/masks"])
     assert torch.equal(classes, DECODE[f"{case}/classes"])
     assert torch.equal(scores, DECODE[f"{case}/scores"])
@@ -78,15 +81,16 @@ def check_refined(name, targets, stats):
     assert stats["mean_confidence"] == pytest.approx(float(REFINE[f"{name}/stat_mean_confidence"]), abs=ATOL)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name,params,cluster", [
     ("default_cluster", RefineParams(), ClusterParams()),
     ("default_nocluster", RefineParams(), None),
     ("tight_cluster", RefineParams(center_threshold=0.5, nms_kernel=9, max_instances=1, min_area=200, sigma=3.0),
      ClusterParams(merge_distance=8.0)),
 ])
-def test_refine_image_label_is_pinned(name, params, cluster):
+def test_refine_image_label_is_pinned(name, params, cluster, backend):
     (logits, center, offset, label, wsss), _ = refine_inputs()
-    targets, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster)
+    targets, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster, backend=backend)
     check_refined(name, targets, stats)
 
 

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from .components import component_peaks, group_to_centers, heat_index, label_components, take, COL_IMG
+from .components import component_peaks, group_to_centers, heat_index, take, COL_IMG
+from .connected_components import label_components
 
 __all__ = [
     "ClusterParams",

@@ -5,9 +5,8 @@ the component, optional center-clustering candidates, grouping of the component'
 centers through the offsets, and statistics per instance. This module does all of that for every
 component of a batch at once:
 
-* ``label_components(mask, connectivity)``: the one call of the OpenCV labelling (host arrays);
 * ``ComponentBatch``: labels of a ``(B, H, W)`` class-map batch, the component table and the pixel
-  list, moved to the device in one packed transfer;
+  list on the device (built by ``component_labelling.label_class_maps``); ``pack_buckets``;
 * ``component_peaks``: NMS of each component's class heatmap on its bounding-box crop;
 * ``group_to_centers``: nearest-center grouping inside every component and per-instance
   ("slot") count / heatmap max / argmax;
@@ -17,8 +16,8 @@ component of a batch at once:
 How it stays fast without changing results (the authors' code runs one full-image 41x41 max-pool
 and one full-image grouping per component):
 
-* Labelling runs on the CPU (``cv2.connectedComponentsWithStats``, exact 8-/4-connectivity, about
-  1 ms per 512x512 class mask), on each class's bounding box only.
+* Labelling (``component_labelling``) runs with OpenCV on each class's bounding box on the CPU
+  (about 1 ms per 512x512 class mask), or in torch on the device (no host round trip).
 * NMS restricted to a component == a max-pool of its heatmap with -1 outside the component, and
   pixels outside its bounding box can never matter: components are cropped, crops of similar size
   padded into one batch and pooled together with a separable log-step sliding max.
@@ -27,13 +26,12 @@ and one full-image grouping per component):
 * Statistics are scatter reductions over the pixel list. No Python loop runs per pixel or per
   component; the host syncs are a fixed few per call (counted with CUDA sync debug mode).
 """
-import cv2
 import numpy as np
 import torch
 
 __all__ = [
-    "COL_IMG", "COL_CLS", "COL_AREA", "COL_Y0", "COL_X0", "COL_H", "COL_W", "COL_CY", "COL_CX", "BIG",
-    "ComponentBatch", "label_components", "component_peaks", "group_to_centers", "heat_index", "slot_mean",
+    "COL_IMG", "COL_CLS", "COL_AREA", "COL_Y0", "COL_X0", "COL_H", "COL_W", "COL_CY", "COL_CX", "NUM_COLS", "BIG",
+    "ComponentBatch", "pack_buckets", "component_peaks", "group_to_centers", "heat_index", "slot_mean",
     "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take", "sq_dist",
 ]
 
@@ -114,140 +112,52 @@ def sq_dist(cy, cx, vy, vx):
 # ------------------------------------------------------------------------------------------------
 # labelling
 # ------------------------------------------------------------------------------------------------
-def label_components(mask, connectivity):
-    """Connected components of one host mask: the only OpenCV labelling call of the engine.
-
-    Args:
-        mask: ``(h, w)`` uint8 numpy array (non-zero = foreground), C-contiguous.
-        connectivity: 8 (semantic components) or 4 (center-clustering regions).
-
-    Returns:
-        ``(n, labels, stats, centroids)`` as ``cv2.connectedComponentsWithStats`` with int32
-        labels: ``n`` labels including the background 0, ``labels`` ``(h, w)`` int32, ``stats``
-        ``(n, 5)`` (``cv2.CC_STAT_*`` columns, px), ``centroids`` ``(n, 2)`` float64 ``(x, y)``.
-    """
-    return cv2.connectedComponentsWithStats(mask, connectivity=connectivity, ltype=cv2.CV_32S)
-
-
 class ComponentBatch:
     """The 8-connected components (>= ``min_area`` px) of every class of a batch of class maps.
 
-    Args:
-        class_maps: ``(B, H, W)`` uint8 numpy, 0 = none, ``c + 1`` = class ``c``.
-        min_area: smaller components are dropped (px).
-        device: where the tensors go.
-        crop_candidates: optional callable ``(b, y0, x0, sub_labels, width) -> (comp, y, x, key)``
-            run once per image and class on the class's bounding-box crop (``sub_labels``: ``(h, w)``
-            int32 global component ids, 0 = none), returning int64 arrays of candidate centers
-            (component id, full-image ``y``, ``x``, a raster ordering key); center clustering
-            provides one (``center_clustering.clustering_candidates``).
+    Built by ``component_labelling.label_class_maps`` (OpenCV on the host, or torch on the
+    device); both give the same tensors, bit for bit. Components are numbered ``1..M`` by image,
+    class, then OpenCV's order inside the class's bounding box.
 
     Attributes (device): ``lab`` ``(B, H, W)`` long global component id (0 = none); ``pix`` ``(P,)``
     long flat indices ``b*H*W + y*W + x`` of every component pixel (raster order); ``comp_p`` the
     component of each; ``table`` ``(M+1, 9)`` long rows ``[img, cls, area, y0, x0, h, w, cy, cx]``
     (columns ``COL_*``), ``col`` its transpose (one contiguous row per column); ``bucket_ids``
-    component ids grouped into NMS crop batches; ``cand`` ``(Q, 3)`` long candidates ``[comp, y, x]``
-    sorted by component, then key. Host: ``table_np``, ``buckets`` (list of (start, stop, Hmax,
-    Wmax)), ``M`` (components), ``B``, ``H``, ``W``.
+    component ids grouped into NMS crop batches; ``cand`` ``(Q, 3)`` long clustering candidates
+    ``[comp, y, x]`` sorted by component, then the raster index of their region's first pixel.
+    Host: ``buckets`` (list of (start, stop, Hmax, Wmax)), ``M`` (components), ``B``, ``H``, ``W``.
     """
 
-    def __init__(self, class_maps, min_area, device, crop_candidates=None, max_crop_elems=1 << 21):
-        class_maps = np.ascontiguousarray(class_maps)
-        B, H, W = class_maps.shape
-        self.B, self.H, self.W = B, H, W
-        lab = np.zeros((B, H, W), dtype=np.int32)
-        rows = [np.zeros((1, NUM_COLS), dtype=np.int64)]
-        cands = []
-        next_id = 1
-        for b in range(B):
-            cm = class_maps[b]
-            counts = np.bincount(cm.reshape(-1), minlength=1)
-            for v in np.flatnonzero(counts):
-                if v == 0 or counts[v] < min_area:
-                    continue
-                mk = cm == v
-                ys = np.flatnonzero(mk.any(1))
-                xs = np.flatnonzero(mk.any(0))
-                y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-                # labelling the class's bounding box only: same components, less work
-                n, cl, stats, cents = label_components(np.ascontiguousarray(mk[y0:y1, x0:x1]).view(np.uint8), 8)
-                areas = stats[:, cv2.CC_STAT_AREA]
-                keep = np.flatnonzero(areas >= min_area)
-                keep = keep[keep > 0]
-                if keep.size == 0:
-                    continue
-                lut = np.zeros(n, dtype=np.int32)
-                lut[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
-                next_id += keep.size
-                sub = lut[cl]
-                lab[b, y0:y1, x0:x1] += sub
-                rows.append(_table_rows(b, int(v) - 1, keep, stats, cents, y0, x0))
-                if crop_candidates is not None:
-                    cc, cy, cx, key = crop_candidates(b, y0, x0, sub, W)
-                    if cc.size:
-                        cands.append(np.stack([cc, cy, cx, key], 1))
-        table = np.concatenate(rows, 0)
-        self.table_np = table
-        self.M = M = table.shape[0] - 1
-        pix = np.flatnonzero(lab.reshape(-1))
-        order = self._pack_buckets(table, max_crop_elems)
-        # candidates sorted by component, then by their key
-        cand = np.zeros((0, 3), dtype=np.int64)
-        if cands:
-            c4 = np.concatenate(cands, 0)
-            cand = c4[np.lexsort((c4[:, 3], c4[:, 0])), :3]
-
-        # one packed host -> device transfer
-        parts = [lab.reshape(-1), pix, table.reshape(-1), order, cand.reshape(-1)]
-        sizes = [p.size for p in parts]
-        packet = torch.from_numpy(np.concatenate([p.astype(np.int64, copy=False) for p in parts]))
-        packet = packet.to(device)
-        segs = torch.split(packet, sizes)
-        self.lab = segs[0].view(B, H, W)
-        self.pix = segs[1]
-        self.table = segs[2].view(M + 1, NUM_COLS)
-        self.bucket_ids = segs[3]
-        self.cand = segs[4].view(-1, 3)
-        self.col = self.table.t().contiguous()  # (9, M+1): one contiguous row per column
-        self.comp_p = take(self.lab, self.pix)
-        self.device = device
-
-    def _pack_buckets(self, table, max_crop_elems):
-        """NMS crop batches: components sorted by box area, greedily packed while the padded batch
-        stays within 2x of the real crop area (and ``max_crop_elems``). Sets ``buckets``; returns the
-        component order (int64 numpy)."""
-        self.buckets = []
-        order = np.zeros(0, dtype=np.int64)
-        if self.M:
-            hh, ww = table[1:, COL_H], table[1:, COL_W]
-            order = np.argsort(-(hh * ww), kind="stable") + 1
-            start, hm, wm, real = 0, 0, 0, 0
-            for i, cid in enumerate(order):
-                h, w = int(table[cid, COL_H]), int(table[cid, COL_W])
-                nh, nw = max(hm, h), max(wm, w)
-                n = i - start + 1
-                if i > start and (n * nh * nw > 2 * (real + h * w) or n * nh * nw > max_crop_elems):
-                    self.buckets.append((start, i, hm, wm))
-                    start, nh, nw, real = i, h, w, 0
-                hm, wm, real = nh, nw, real + h * w
-            self.buckets.append((start, len(order), hm, wm))
-        return order
+    def __init__(self, lab, pix, table, bucket_ids, cand, buckets):
+        self.B, self.H, self.W = lab.shape
+        self.M = table.shape[0] - 1
+        self.lab, self.pix, self.table, self.bucket_ids, self.cand = lab, pix, table, bucket_ids, cand
+        self.buckets = buckets
+        self.col = table.t().contiguous()  # (9, M+1): one contiguous row per column
+        self.comp_p = take(lab, pix)
+        self.device = lab.device
 
 
-def _table_rows(b, cls, keep, stats, cents, y0, x0):
-    """Component table rows (``COL_*``) of the kept labels of one class crop at ``(y0, x0)``."""
-    r = np.zeros((keep.size, NUM_COLS), dtype=np.int64)
-    r[:, COL_IMG] = b
-    r[:, COL_CLS] = cls
-    r[:, COL_AREA] = stats[keep, cv2.CC_STAT_AREA]
-    r[:, COL_Y0] = stats[keep, cv2.CC_STAT_TOP] + y0
-    r[:, COL_X0] = stats[keep, cv2.CC_STAT_LEFT] + x0
-    r[:, COL_H] = stats[keep, cv2.CC_STAT_HEIGHT]
-    r[:, COL_W] = stats[keep, cv2.CC_STAT_WIDTH]
-    # int-truncated float centroid (non-negative: truncation == floor), shifted to the image
-    r[:, COL_CY] = cents[keep, 1].astype(np.int64) + y0
-    r[:, COL_CX] = cents[keep, 0].astype(np.int64) + x0
-    return r
+def pack_buckets(hh, ww, max_crop_elems=1 << 21):
+    """NMS crop batches of components with box heights / widths ``hh``, ``ww`` (host int64, ids
+    ``1..M``): sorted by box area (stable), greedily packed while the padded batch stays within 2x
+    of the real crop area (and ``max_crop_elems``). Returns ``(order, buckets)``: the component ids
+    in that order (numpy) and ``(start, stop, Hmax, Wmax)`` per batch."""
+    buckets = []
+    order = np.zeros(0, dtype=np.int64)
+    if len(hh):
+        order = np.argsort(-(hh * ww), kind="stable") + 1
+        start, hm, wm, real = 0, 0, 0, 0
+        for i, cid in enumerate(order):
+            h, w = int(hh[cid - 1]), int(ww[cid - 1])
+            nh, nw = max(hm, h), max(wm, w)
+            n = i - start + 1
+            if i > start and (n * nh * nw > 2 * (real + h * w) or n * nh * nw > max_crop_elems):
+                buckets.append((start, i, hm, wm))
+                start, nh, nw, real = i, h, w, 0
+            hm, wm, real = nh, nw, real + h * w
+        buckets.append((start, len(order), hm, wm))
+    return order, buckets
 
 
 def heat_index(cb, comp, flat, C):

@@ -67,6 +67,8 @@ __all__ = [
     "connected_components",
     "connected_components_torch",
     "connected_components_opencv",
+    "label_components",
+    "value_region_roots",
     "pick_backend",
 ]
 
@@ -111,13 +113,13 @@ def _neighbour_min(L, connectivity, stride):
     return out
 
 
-def _round(L, bg_fill, connectivity, stride):
+def _round(L, bg_fill, connectivity, stride, neighbour_min=_neighbour_min):
     """One round (module docstring): neighbour min, hooking, two pointer jumps; ``L`` flat int64.
 
     ``bg_fill`` is ``none`` on background entries and 0 elsewhere: ``maximum(m, bg_fill)`` keeps the
     background (and the ``none`` slot ``L[none] == none``) out of every hook and every min.
     """
-    m = torch.maximum(_neighbour_min(L, connectivity, stride), bg_fill)
+    m = torch.maximum(neighbour_min(L, connectivity, stride), bg_fill)
     L = L.scatter_reduce(0, L, m, reduce="amin")
     L = torch.minimum(L, m)
     L = L.index_select(0, L)
@@ -135,6 +137,47 @@ def _padded_layout(masks):
     return torch.cat([fg, fg.new_zeros(1)]), fg.numel()
 
 
+def _equal_neighbours(V, connectivity, stride):
+    """Static edges of a value map in the flat padded layout: ``[(d, eq)]`` for every positive
+    neighbour shift ``d``, ``eq[j]`` = pixels ``j`` and ``j + d`` hold the same non-zero value."""
+    shifts = (1, stride) if connectivity == 4 else (1, stride - 1, stride, stride + 1)
+    return [(d, (V[:-d] == V[d:]) & (V[:-d] != 0)) for d in shifts]
+
+
+def _valued_neighbour_min(edges, none):
+    """The neighbour min of ``_round`` for value maps: only neighbours of the same value count."""
+
+    def neighbour_min(L, connectivity, stride):
+        out = L.clone()
+        for d, eq in edges:
+            torch.minimum(out[:-d], torch.where(eq, L[d:], none), out=out[:-d])
+            torch.minimum(out[d:], torch.where(eq, L[:-d], none), out=out[d:])
+        return out
+
+    return neighbour_min
+
+
+def _run_rounds(L, bg_fill, connectivity, stride, first_check, check_every, neighbour_min):
+    """Rounds until one changes nothing (checked after ``first_check``, then every
+    ``check_every`` rounds; each check is one host sync). Returns ``(L, rounds)``."""
+    rounds, todo = 0, first_check
+    while True:
+        for _ in range(todo):
+            prev = L
+            L = _round(L, bg_fill, connectivity, stride, neighbour_min)
+            rounds += 1
+        if torch.equal(L, prev):  # the only host sync
+            return L, rounds
+        todo = check_every
+
+
+def _check_schedule(first_check, check_every):
+    first_check, check_every = int(first_check), int(check_every)
+    if first_check < 1 or check_every < 1:
+        raise ValueError(f"first_check and check_every must be >= 1, got {first_check}, {check_every}")
+    return first_check, check_every
+
+
 def connected_components_torch(masks, connectivity=8, first_check=8, check_every=4):
     """Label the connected components of ``masks`` with torch ops on the masks' device.
 
@@ -150,9 +193,7 @@ def connected_components_torch(masks, connectivity=8, first_check=8, check_every
         pixel, per image (module docstring).
     """
     masks = _check_inputs(masks, connectivity)
-    first_check, check_every = int(first_check), int(check_every)
-    if first_check < 1 or check_every < 1:
-        raise ValueError(f"first_check and check_every must be >= 1, got {first_check}, {check_every}")
+    first_check, check_every = _check_schedule(first_check, check_every)
     N, H, W = masks.shape
     device = masks.device
     if N * H * W == 0:
@@ -162,15 +203,7 @@ def connected_components_torch(masks, connectivity=8, first_check=8, check_every
     idx = torch.arange(none + 1, dtype=torch.int64, device=device)
     bg_fill = (~fg).to(torch.int64) * none
     L = torch.maximum(idx, bg_fill)  # foreground: itself; background: none
-    rounds, todo = 0, first_check
-    while True:
-        for _ in range(todo):
-            prev = L
-            L = _round(L, bg_fill, connectivity, W + 2)
-            rounds += 1
-        if torch.equal(L, prev):  # the only host sync
-            break
-        todo = check_every
+    L, rounds = _run_rounds(L, bg_fill, connectivity, W + 2, first_check, check_every, _neighbour_min)
     root = (L == idx) & fg  # (none + 1,): the minimum pixel of each component
     rank = torch.cumsum(root[:-1].view(N, -1), dim=1)  # roots so far in raster order, per image
     counts = rank[:, -1].clone()
@@ -179,8 +212,63 @@ def connected_components_torch(masks, connectivity=8, first_check=8, check_every
     return Components(labels.contiguous(), counts, rounds)
 
 
+def value_region_roots(values, connectivity=8, first_check=8, check_every=4):
+    """Regions of equal non-zero values: pixels connect to neighbours holding the same value.
+
+    Args:
+        values: ``(N, H, W)`` integer tensor, 0 = background (e.g. class maps, or component ids
+            where a mask holds); any device, no host transfer.
+        connectivity, first_check, check_every: as ``connected_components_torch``.
+
+    Returns:
+        ``(root, rounds)``: ``root`` ``(N, H, W)`` int64, for every non-zero pixel the flat index
+        ``n*H*W + y*W + x`` of its region's first pixel in raster order (``-1`` on background), so
+        regions are told apart, ordered and reduced over (``scatter``) without compacting ids.
+        Same partition per value as ``cv2.connectedComponents`` of ``values == v``.
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+    first_check, check_every = _check_schedule(first_check, check_every)
+    N, H, W = values.shape
+    device = values.device
+    if N * H * W == 0:
+        return torch.full((N, H, W), -1, dtype=torch.int64, device=device), 0
+    V = torch.nn.functional.pad(values.to(torch.int64), (1, 1, 1, 1)).reshape(-1)
+    V = torch.cat([V, V.new_zeros(1)])
+    none = V.numel() - 1
+    fg = V != 0
+    idx = torch.arange(none + 1, dtype=torch.int64, device=device)
+    bg_fill = (~fg).to(torch.int64) * none
+    L = torch.maximum(idx, bg_fill)
+    nmin = _valued_neighbour_min(_equal_neighbours(V, connectivity, W + 2), none)
+    L, rounds = _run_rounds(L, bg_fill, connectivity, W + 2, first_check, check_every, nmin)
+    # padded flat index -> image flat index (background stays -1)
+    L = L[:-1].view(N, H + 2, W + 2)[:, 1:-1, 1:-1]
+    n_, yx = L // ((H + 2) * (W + 2)), L % ((H + 2) * (W + 2))
+    root = n_ * (H * W) + (yx // (W + 2) - 1) * W + (yx % (W + 2) - 1)
+    return torch.where(L == none, torch.full_like(root, -1), root).contiguous(), rounds
+
+
+def label_components(mask, connectivity):
+    """The one OpenCV labelling call of the package (host arrays).
+
+    Args:
+        mask: ``(h, w)`` uint8 numpy array (non-zero = foreground), C-contiguous.
+        connectivity: 8 (semantic components) or 4 (center-clustering regions).
+
+    Returns:
+        ``(n, labels, stats, centroids)`` as ``cv2.connectedComponentsWithStats`` with int32
+        labels: ``n`` labels including the background 0, ``labels`` ``(h, w)`` int32, ``stats``
+        ``(n, 5)`` (``cv2.CC_STAT_*`` columns, px), ``centroids`` ``(n, 2)`` float64 ``(x, y)``.
+        8-connected ids follow the raster order of the 2x2 blocks (from the array origin) holding
+        each component's first pixels, 4-connected ids the raster order of the first pixel
+        (checked in ``tests/test_connected_components.py``).
+    """
+    return cv2.connectedComponentsWithStats(mask, connectivity=connectivity, ltype=cv2.CV_32S)
+
+
 def connected_components_opencv(masks, connectivity=8):
-    """Label ``masks`` with ``cv2.connectedComponents`` image by image (on the host).
+    """Label ``masks`` with ``label_components`` image by image (on the host).
 
     Same arguments and output convention as ``connected_components_torch`` (ids in OpenCV's order,
     ``rounds`` = 0). A non-CPU tensor is copied to the host and the labels back (host syncs).
@@ -192,7 +280,7 @@ def connected_components_opencv(masks, connectivity=8):
     counts = np.zeros(N, dtype=np.int64)
     if H and W:
         for i in range(N):
-            n, labels[i] = cv2.connectedComponents(arr[i], connectivity=connectivity, ltype=cv2.CV_32S)
+            n, labels[i], _, _ = label_components(arr[i], connectivity)
             counts[i] = n - 1
     return Components(
         torch.from_numpy(labels).to(torch.int64).to(masks.device), torch.from_numpy(counts).to(masks.device), 0

@@ -11,8 +11,9 @@ instance count). CPU and GPU give identical results.
 """
 import torch
 
-from .center_clustering import clustering_candidates, group_components, offset_magnitude_mask
-from .components import COL_CLS, ComponentBatch, channel_argmax, slot_mean, take
+from .center_clustering import group_components, offset_magnitude_mask
+from .component_labelling import label_class_maps
+from .components import COL_CLS, channel_argmax, slot_mean, take
 
 __all__ = ["decode_instances"]
 
@@ -23,7 +24,7 @@ def _empty(H, W, dtype, dev):
 
 
 def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kernel=41, min_area=50,
-                     cluster=None):
+                     cluster=None, backend="auto"):
     """Decode instances of one image (docs/method.md §6).
 
     Args:
@@ -34,6 +35,7 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
         nms_kernel: odd NMS window (41 px).
         min_area: 8-connected predicted-class components smaller than this are dropped (50 px).
         cluster: ``ClusterParams`` to add clustering centers (authors' test setting), or None.
+        backend: component labelling, "auto" | "opencv" | "torch" (``component_labelling``).
 
     Returns:
         ``masks`` ``(N, H, W)`` bool, ``classes`` ``(N,)`` long (0..C-1), ``scores`` ``(N,)`` float,
@@ -57,15 +59,8 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
             raise ValueError("at most 255 classes are supported")
         dev = center.device
         sem = channel_argmax(sem_prob)
-        candidates = None
-        if cluster is not None:
-            host = torch.stack([sem, offset_magnitude_mask(offset, cluster.offset_threshold).to(torch.uint8)])
-            host = host.cpu().numpy()  # the one device -> host transfer
-            cls_np = host[0:1]
-            candidates = clustering_candidates(host[1:2], cluster)
-        else:
-            cls_np = sem.cpu().numpy()[None]
-        cb = ComponentBatch(cls_np, min_area, dev, crop_candidates=candidates)
+        mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)[None]
+        cb = label_class_maps(sem[None], min_area, mag, cluster, backend=backend)
         if cb.M == 0:
             return _empty(H, W, center.dtype, dev)
         g = group_components(cb, center[None], offset[None], threshold=center_threshold, nms_kernel=nms_kernel,

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .center_clustering import clustering_candidates, group_components, offset_magnitude_mask
-from .components import COL_CLS, COL_CX, COL_CY, COL_IMG, ComponentBatch, slot_mean, sq_dist, take
+from .center_clustering import group_components, offset_magnitude_mask
+from .component_labelling import label_class_maps
+from .components import COL_CLS, COL_CX, COL_CY, COL_IMG, slot_mean, sq_dist, take
 from .gaussian import paste_gaussians_
 
 __all__ = ["RefineParams", "refine_image_label", "refine_point"]
@@ -86,7 +87,7 @@ def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
     }
 
 
-def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None):
+def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None, backend="auto"):
     """Refined instance targets in the image-label setting (docs/method.md §5.1).
 
     Args:
@@ -97,6 +98,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         wsss: ``(B, H, W)`` long WSSS maps (0 bg, ``c+1`` class c, 255 ignore).
         params: ``RefineParams`` (defaults if None).
         cluster: ``ClusterParams`` for center clustering, or None to use heatmap peaks only.
+        backend: component labelling, "auto" | "opencv" | "torch" (``component_labelling``).
 
     Returns:
         ``(targets, stats)``: ``targets`` = {``center`` (B, C, H, W), ``offset`` (B, 2, H, W),
@@ -120,13 +122,8 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         dev = center.device
         HW = H * W
         fg = _gt_foreground(wsss.detach().to(dev).long(), image_label.detach().to(dev), C).to(torch.uint8)
-        if cluster is not None:
-            host = torch.stack([fg, offset_magnitude_mask(offset, cluster.offset_threshold).to(torch.uint8)])
-            host = host.cpu().numpy()  # the one device -> host transfer of the batch
-            fg_np, candidates = host[0], clustering_candidates(host[1], cluster)
-        else:
-            fg_np, candidates = fg.cpu().numpy(), None
-        cb = ComponentBatch(fg_np, params.min_area, dev, crop_candidates=candidates)
+        mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)
+        cb = label_class_maps(fg, params.min_area, mag, cluster, backend=backend)
 
         t_center = torch.zeros((B, C, H, W), dtype=torch.float32, device=dev)
         t_offset = torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev)

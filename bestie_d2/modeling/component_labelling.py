@@ -1,0 +1,216 @@
+"""Labelling a batch of class maps into the component engine's ``ComponentBatch`` (docs/method.md
+§5-§6): the 8-connected components of every class (>= ``min_area`` px), their table (image, class,
+area, box, int centroid) and, for center clustering, the candidates (area-checked 4-connected
+regions of ``|offset| < offset_threshold`` inside each component).
+
+Two backends give the same tensors, bit for bit (``tests/test_component_labelling.py``):
+
+* ``"opencv"``: one device -> host transfer of the class maps (and the magnitude mask),
+  ``connected_components.label_components`` on each class's bounding box, the table from OpenCV's
+  stats, one packed host -> device transfer. The CPU default (OpenCV is 15-130x faster there).
+* ``"torch"``: ``connected_components.value_region_roots`` on the device (pixels connect to
+  neighbours of the same class; regions of the same component), every table column a scatter
+  reduction over the pixels (``amin`` / ``amax`` boxes, ``index_add`` areas and coordinate sums,
+  int centroid = sum // area, which is OpenCV's truncated float centroid), and the ids in
+  OpenCV's order: by image, class, then the raster order of the 2x2 block (from the class's
+  bounding-box origin) of each component's first pixels, which is how OpenCV's block-based
+  8-connected labelling numbers them. One host synchronisation: the component / pixel /
+  candidate counts and the box sizes the NMS crop batches need (``components.pack_buckets``),
+  read in one transfer. The default for non-CPU tensors.
+
+``backend="auto"`` picks per device (``connected_components.pick_backend``); the config key
+``MODEL.BESTIE.REFINE.CC_BACKEND`` sets it for refinement and decoding.
+"""
+import cv2
+import numpy as np
+import torch
+
+from .center_clustering import clustering_candidates
+from .components import (
+    BIG, COL_AREA, COL_CLS, COL_CX, COL_CY, COL_H, COL_IMG, COL_W, COL_X0, COL_Y0, NUM_COLS, ComponentBatch,
+    pack_buckets,
+)
+from .connected_components import label_components, pick_backend, value_region_roots
+
+__all__ = ["label_class_maps"]
+
+
+def label_class_maps(class_maps, min_area, mag_mask=None, cluster=None, backend="auto", max_crop_elems=1 << 21):
+    """The ``ComponentBatch`` of a batch of class maps.
+
+    Args:
+        class_maps: ``(B, H, W)`` uint8 tensor, 0 = none, ``c + 1`` = class ``c``.
+        min_area: smaller components are dropped (px).
+        mag_mask: ``(B, H, W)`` bool tensor ``|offset| < cluster.offset_threshold``, with ``cluster``
+            (``ClusterParams``) for the clustering candidates; None for none.
+        backend: "auto" | "opencv" | "torch" (module docstring).
+    """
+    if pick_backend(class_maps.device, backend) == "torch":
+        return _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems)
+    return _label_opencv(class_maps, min_area, mag_mask, cluster, max_crop_elems)
+
+
+# ------------------------------------------------------------------------------------------------
+# OpenCV (host)
+# ------------------------------------------------------------------------------------------------
+def _label_opencv(class_maps, min_area, mag_mask, cluster, max_crop_elems):
+    device = class_maps.device
+    crop_candidates = None
+    if cluster is not None:
+        host = torch.stack([class_maps, mag_mask.to(torch.uint8)]).cpu().numpy()  # the one D2H transfer
+        cm_all, crop_candidates = host[0], clustering_candidates(host[1], cluster)
+    else:
+        cm_all = class_maps.cpu().numpy()
+    cm_all = np.ascontiguousarray(cm_all)
+    B, H, W = cm_all.shape
+    lab = np.zeros((B, H, W), dtype=np.int32)
+    rows = [np.zeros((1, NUM_COLS), dtype=np.int64)]
+    cands = []
+    next_id = 1
+    for b in range(B):
+        cm = cm_all[b]
+        counts = np.bincount(cm.reshape(-1), minlength=1)
+        for v in np.flatnonzero(counts):
+            if v == 0 or counts[v] < min_area:
+                continue
+            mk = cm == v
+            ys = np.flatnonzero(mk.any(1))
+            xs = np.flatnonzero(mk.any(0))
+            y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+            # labelling the class's bounding box only: same components, less work
+            n, cl, stats, cents = label_components(np.ascontiguousarray(mk[y0:y1, x0:x1]).view(np.uint8), 8)
+            keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
+            keep = keep[keep > 0]
+            if keep.size == 0:
+                continue
+            lut = np.zeros(n, dtype=np.int32)
+            lut[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
+            next_id += keep.size
+            sub = lut[cl]
+            lab[b, y0:y1, x0:x1] += sub
+            rows.append(_table_rows(b, int(v) - 1, keep, stats, cents, y0, x0))
+            if crop_candidates is not None:
+                cc, cy, cx, key = crop_candidates(b, y0, x0, sub, W)
+                if cc.size:
+                    cands.append(np.stack([cc, cy, cx, key], 1))
+    table = np.concatenate(rows, 0)
+    M = table.shape[0] - 1
+    pix = np.flatnonzero(lab.reshape(-1))
+    order, buckets = pack_buckets(table[1:, COL_H], table[1:, COL_W], max_crop_elems)
+    cand = np.zeros((0, 3), dtype=np.int64)
+    if cands:  # sorted by component, then by their key
+        c4 = np.concatenate(cands, 0)
+        cand = c4[np.lexsort((c4[:, 3], c4[:, 0])), :3]
+    # one packed host -> device transfer
+    parts = [lab.reshape(-1), pix, table.reshape(-1), order, cand.reshape(-1)]
+    packet = torch.from_numpy(np.concatenate([p.astype(np.int64, copy=False) for p in parts])).to(device)
+    segs = torch.split(packet, [p.size for p in parts])
+    return ComponentBatch(segs[0].view(B, H, W), segs[1], segs[2].view(M + 1, NUM_COLS), segs[3],
+                          segs[4].view(-1, 3), buckets)
+
+
+def _table_rows(b, cls, keep, stats, cents, y0, x0):
+    """Component table rows (``COL_*``) of the kept labels of one class crop at ``(y0, x0)``."""
+    r = np.zeros((keep.size, NUM_COLS), dtype=np.int64)
+    r[:, COL_IMG] = b
+    r[:, COL_CLS] = cls
+    r[:, COL_AREA] = stats[keep, cv2.CC_STAT_AREA]
+    r[:, COL_Y0] = stats[keep, cv2.CC_STAT_TOP] + y0
+    r[:, COL_X0] = stats[keep, cv2.CC_STAT_LEFT] + x0
+    r[:, COL_H] = stats[keep, cv2.CC_STAT_HEIGHT]
+    r[:, COL_W] = stats[keep, cv2.CC_STAT_WIDTH]
+    # int-truncated float centroid (non-negative: truncation == floor), shifted to the image
+    r[:, COL_CY] = cents[keep, 1].astype(np.int64) + y0
+    r[:, COL_CX] = cents[keep, 0].astype(np.int64) + x0
+    return r
+
+
+# ------------------------------------------------------------------------------------------------
+# torch (device)
+# ------------------------------------------------------------------------------------------------
+def _region_sums(root, values_list, N):
+    """Per-region sums of each ``(N,)`` long tensor over the pixels with ``root >= 0``, indexed by
+    root (``(N+1,)``; entry ``N`` collects the background)."""
+    idx = torch.where(root >= 0, root, torch.full_like(root, N))
+    return idx, [torch.zeros(N + 1, dtype=torch.long, device=root.device).index_add_(0, idx, v) for v in values_list]
+
+
+def _region_reduce(idx, v, N, how):
+    """``amin`` / ``amax`` of ``v`` per root index ``idx`` (``(N+1,)``, unset = +-BIG)."""
+    fill = BIG if how == "amin" else -BIG
+    return torch.full((N + 1,), fill, dtype=torch.long, device=v.device).scatter_reduce_(0, idx, v, reduce=how)
+
+
+def _component_table(cm, min_area):
+    """Components of the class maps ``cm`` ``(B, H, W)`` long: ``(lab, table_cap, M)`` with ``lab``
+    the ``(B*H*W,)`` component id of every pixel (0 = none, ids in OpenCV's order), ``table_cap``
+    ``(cap+1, 9)`` whose first ``M+1`` rows are the table, ``M`` a device scalar."""
+    dev = cm.device
+    B, H, W = cm.shape
+    HW, N = H * W, cm.numel()
+    root, _ = value_region_roots(cm, 8)
+    root, cls = root.reshape(-1), cm.reshape(-1)
+    flat = torch.arange(N, device=dev)
+    b, y, x = flat // HW, (flat % HW) // W, flat % W
+    ones = torch.ones_like(flat)
+    idx, (area, sy, sx) = _region_sums(root, [ones, y, x], N)
+    # OpenCV labels each class on its bounding box: the block grid starts at the class's origin
+    ck = b * 256 + cls
+    y0c = torch.full((B * 256,), BIG, dtype=torch.long, device=dev).scatter_reduce_(0, ck, y, reduce="amin")
+    x0c = torch.full((B * 256,), BIG, dtype=torch.long, device=dev).scatter_reduce_(0, ck, x, reduce="amin")
+    block = ((y - y0c[ck]) // 2) * W + (x - x0c[ck]) // 2
+    bkey = _region_reduce(idx, block, N, "amin")[:N]
+    y0, x0 = _region_reduce(idx, y, N, "amin")[:N], _region_reduce(idx, x, N, "amin")[:N]
+    y1, x1 = _region_reduce(idx, y, N, "amax")[:N], _region_reduce(idx, x, N, "amax")[:N]
+    area, sy, sx = area[:N], sy[:N], sx[:N]
+    keep = (root == flat) & (area >= min_area)
+    key = torch.where(keep, (b * 256 + cls) * HW + bkey, torch.full_like(bkey, BIG))
+    order = torch.argsort(key)
+    M = keep.sum()
+    rank = torch.empty_like(order).scatter_(0, order, flat)
+    comp_id = torch.cat([torch.where(keep, rank + 1, torch.zeros_like(rank)), rank.new_zeros(1)])
+    lab = comp_id.index_select(0, idx)
+    cap = min(N, N // max(int(min_area), 1))
+    o = order[:cap]
+    a = area.index_select(0, o).clamp(min=1)
+    cols = [o // HW, cls.index_select(0, o) - 1, area.index_select(0, o), y0.index_select(0, o),
+            x0.index_select(0, o), (y1 - y0 + 1).index_select(0, o), (x1 - x0 + 1).index_select(0, o),
+            sy.index_select(0, o) // a, sx.index_select(0, o) // a]
+    table = torch.cat([torch.zeros(1, NUM_COLS, dtype=torch.long, device=dev), torch.stack(cols, 1)])
+    return lab, table, M
+
+
+def _candidates_torch(lab, mag_mask, cluster, B, H, W):
+    """Clustering candidates: ``(cand_sorted (N, 3), Q)`` (first ``Q`` rows valid, device scalar)."""
+    N, HW = lab.numel(), H * W
+    V = torch.where(mag_mask.reshape(-1) & (lab > 0), lab, torch.zeros_like(lab))
+    root, _ = value_region_roots(V.view(B, H, W), 4)
+    root = root.reshape(-1)
+    flat = torch.arange(N, device=lab.device)
+    _, (area, sy, sx) = _region_sums(root, [torch.ones_like(flat), (flat % HW) // W, flat % W], N)
+    area, sy, sx = area[:N], sy[:N], sx[:N]
+    ok = (root == flat) & cluster.area_ok(area)
+    key = torch.where(ok, V * HW + flat % HW, torch.full_like(flat, BIG))  # by component, then first pixel
+    order = torch.argsort(key)
+    a = area.index_select(0, order).clamp(min=1)
+    cand = torch.stack([V.index_select(0, order), sy.index_select(0, order) // a, sx.index_select(0, order) // a], 1)
+    return cand, ok.sum()
+
+
+def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems):
+    B, H, W = class_maps.shape
+    lab, table, M = _component_table(class_maps.long(), min_area)
+    cand, Q = (None, M.new_zeros(())) if cluster is None else _candidates_torch(lab, mag_mask, cluster, B, H, W)
+    P = (lab > 0).sum()
+    cap = table.shape[0] - 1
+    # the one host synchronisation: counts and box sizes (for the NMS crop batches)
+    host = torch.cat([torch.stack([M, P, Q]), table[1:, COL_H], table[1:, COL_W]]).cpu().numpy()
+    M, P, Q = (int(v) for v in host[:3])
+    hh, ww = host[3:3 + M], host[3 + cap:3 + cap + M]
+    _, buckets = pack_buckets(hh, ww, max_crop_elems)
+    table = table[:M + 1]
+    area_box = table[1:, COL_H] * table[1:, COL_W]
+    bucket_ids = torch.argsort(-area_box, stable=True) + 1  # == pack_buckets' host order
+    pix = torch.nonzero_static(lab > 0, size=P).reshape(-1)
+    cand = table.new_zeros((0, 3)) if cand is None else cand[:Q]
+    return ComponentBatch(lab.view(B, H, W), pix, table, bucket_ids, cand, buckets)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from .components import component_peaks, group_to_centers, heat_index, take, COL_IMG
+from .components import component_peaks, group_to_centers, heat_index, sorted_peaks, take, to_host, COL_IMG
 from .connected_components import label_components
 
 __all__ = [
@@ -169,25 +169,44 @@ def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, params, C):
     return add, hv
 
 
+def _slot_layout(cb, peak_flat, cluster):
+    """The grouping's one host sync: ``(K, kmax, T, n_slots)``: the peak count, an upper bound of
+    the centers of one component (its peaks plus its clustering candidates) and the slots,
+    ``n_slots`` ``(M+1,)`` = max(peaks + candidates, 1) per component (row 0: 0)."""
+    dev = cb.device
+    is_pk = peak_flat >= 0
+    pk_comp = take(cb.lab.reshape(-1), peak_flat.clamp(min=0))
+    n_ub = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, is_pk.long())
+    if cluster is not None and cb.cand.shape[0] > 0:
+        n_ub.index_add_(0, cb.cand[:, 0], torch.ones_like(cb.cand[:, 0]))
+    n_slots = torch.cat([n_ub[:1] * 0, n_ub[1:].clamp(min=1)])
+    K, kmax, T = (int(v) for v in to_host(torch.stack([is_pk.sum(), n_ub[1:].max(), n_slots.sum()])))  # host sync
+    return K, kmax, T, n_slots
+
+
 def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None, max_elems=1 << 22):
     """Centers (NMS + optional clustering merge) and grouping inside every component at once.
 
     Args:
-        cb: ``ComponentBatch`` (with clustering candidates in ``cb.cand`` when ``cluster`` is set).
+        cb: ``ComponentBatch`` with ``M >= 1`` (with clustering candidates in ``cb.cand`` when
+            ``cluster`` is set).
         center: ``(B, C, H, W)`` center heatmaps (a component uses its class channel).
         offset: ``(B, 2, H, W)`` (dy, dx) px.
         threshold, nms_kernel: center NMS parameters.
         cluster: ``ClusterParams`` or None (then ``cb.cand`` is ignored).
 
     Returns:
-        the dict of ``components.group_to_centers``; ``heat`` is the marked heatmap.
+        the dict of ``components.group_to_centers``; ``heat`` is the marked heatmap. One host
+        sync (``_slot_layout``).
     """
     C = center.shape[1]
     HW, W = cb.H * cb.W, cb.W
     heat = center.reshape(-1)
     hv = take(heat, heat_index(cb, cb.comp_p, cb.pix, C))  # (P,) heatmap of each pixel's own class
 
-    pk_comp, pk_flat = component_peaks(cb, center, threshold, nms_kernel)
+    peak_flat = component_peaks(cb, center, threshold, nms_kernel)
+    K, kmax, T, n_slots = _slot_layout(cb, peak_flat, cluster)
+    pk_comp, pk_flat = sorted_peaks(cb, peak_flat, K)
     pk_y = (pk_flat % HW) // W
     pk_x = pk_flat % W
     comp_all, y_all, x_all = pk_comp, pk_y, pk_x
@@ -202,4 +221,5 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
         x_all = torch.cat([pk_x, cx])
         key = torch.cat([key, cc * (2 * HW) + HW + q])
         valid = torch.cat([valid, add])
-    return group_to_centers(cb, offset, comp_all, y_all, x_all, key, valid, hv, max_elems=max_elems)
+    return group_to_centers(cb, offset, comp_all, y_all, x_all, key, valid, hv, n_slots, kmax, T,
+                            max_elems=max_elems)

@@ -31,8 +31,8 @@ import torch
 
 __all__ = [
     "COL_IMG", "COL_CLS", "COL_AREA", "COL_Y0", "COL_X0", "COL_H", "COL_W", "COL_CY", "COL_CX", "NUM_COLS", "BIG",
-    "ComponentBatch", "pack_buckets", "component_peaks", "group_to_centers", "heat_index", "slot_mean",
-    "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take", "sq_dist",
+    "ComponentBatch", "pack_buckets", "component_peaks", "sorted_peaks", "group_to_centers", "heat_index", "slot_mean",
+    "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take", "sq_dist", "to_host",
 ]
 
 BIG = 1 << 62  # sort key / index larger than any real one
@@ -96,6 +96,12 @@ def channel_argmax(x):
     best = x.amax(0, keepdim=True)
     w = torch.arange(K, 0, -1, dtype=torch.uint8, device=x.device).view(K, 1, 1)  # K .. 1
     return (K - ((x == best) * w).amax(0)).to(torch.uint8)
+
+
+def to_host(t):
+    """``t`` as a host numpy array: the engine's only way to read device values (one device -> host
+    copy, a host synchronisation on CUDA; ``tests/test_refine_syncs.py`` counts the calls)."""
+    return t.cpu().numpy()
 
 
 def take(src, idx):
@@ -169,7 +175,7 @@ def heat_index(cb, comp, flat, C):
 
 
 def component_peaks(cb, center, threshold, nms_kernel):
-    """Center NMS restricted to each component of ``cb``.
+    """Center NMS restricted to each component of ``cb``, without a host sync.
 
     Args:
         cb: ``ComponentBatch``.
@@ -177,9 +183,9 @@ def component_peaks(cb, center, threshold, nms_kernel):
         threshold: values ``<= threshold`` are no center; nms_kernel: odd window (px).
 
     Returns:
-        ``(comp, flat)`` long ``(K,)``: component and flat pixel (``b*H*W + y*W + x``) of every
-        peak (a component pixel above ``threshold`` equal to the max of the component's heatmap in
-        its ``k x k`` window), sorted by component, then raster order. One host sync.
+        ``(E,)`` long over every pixel of the NMS crops: the flat pixel (``b*H*W + y*W + x``) of
+        each peak (a component pixel above ``threshold`` equal to the max of the component's
+        heatmap in its ``k x k`` window), -1 elsewhere; ``sorted_peaks`` lists them.
     """
     k = check_nms_kernel(nms_kernel)
     dev = cb.device
@@ -187,7 +193,7 @@ def component_peaks(cb, center, threshold, nms_kernel):
     HW = cb.H * cb.W
     heat = center.reshape(-1)
     lab_flat = cb.lab.reshape(-1)
-    outs = []
+    outs = [torch.zeros(0, dtype=torch.long, device=dev)]
     for start, stop, hm, wm in cb.buckets:
         ids = cb.bucket_ids[start:stop]
         t = cb.table.index_select(0, ids)
@@ -202,40 +208,41 @@ def component_peaks(cb, center, threshold, nms_kernel):
         v = torch.where(inside & (h > threshold), h, torch.full_like(h, -1.0))
         peak = (v > 0) & (v == sliding_max_pool(v, k))
         outs.append(torch.where(peak, flat, torch.full_like(flat, -1)).reshape(-1))
-    if not outs:
-        e = torch.zeros(0, dtype=torch.long, device=dev)
-        return e, e
-    allp = torch.cat(outs)
-    flat = allp[allp >= 0]  # host sync (one per call)
-    comp = take(lab_flat, flat)
-    order = torch.argsort(comp * (cb.B * HW) + flat)
+    return torch.cat(outs)
+
+
+def sorted_peaks(cb, peak_flat, K):
+    """``(comp, flat)`` long ``(K,)`` of the ``K`` peaks in ``component_peaks``' output (``K`` read
+    by the caller), sorted by component, then raster order; no host sync."""
+    flat = peak_flat.index_select(0, torch.nonzero_static(peak_flat >= 0, size=K).reshape(-1))
+    comp = take(cb.lab.reshape(-1), flat)
+    order = torch.argsort(comp * (cb.B * cb.H * cb.W) + flat)
     return comp[order], flat[order]
 
 
-def _assign_slots(cb, offset, comp_c, y_c, x_c, valid, max_elems):
-    """Sort the centers, then each pixel's slot (nearest center of its component through its vote).
+def _assign_slots(cb, offset, comp_c, y_c, x_c, valid, n_slots, kmax, max_elems):
+    """Each pixel's slot: the nearest center of its component through its vote (centers sorted by
+    component; invalid ones last). ``n_slots`` ``(M+1,)`` slots per component (at least its center
+    count, row 0 none), ``kmax`` >= the most centers of a component (host). No host sync.
 
-    Returns ``(slot (P,), n_centers (M+1,), n_slots (M+1,), T)``; one host sync (center counts).
+    Returns ``(slot (P,), n_centers (M+1,))``.
     """
     dev = cb.device
     M, W, HW = cb.M, cb.W, cb.H * cb.W
+    kmax = max(int(kmax), 1)
     n_centers = torch.zeros(M + 1, dtype=torch.long, device=dev).index_add_(0, comp_c, valid.long())
-    n_host = n_centers.cpu().numpy()  # the grouping's host sync: how many centers each component has
-    kmax = max(int(n_host.max()), 1)
-    T = int(np.maximum(n_host[1:], 1).sum())
-    n_valid = int(n_host.sum())
-    # a component has max(#centers, 1) instance slots (one when it has no center); row 0 none
-    n_slots = torch.cat([n_centers[:1] * 0, n_centers[1:].clamp(min=1)])  # (no item assignment: a sync)
     base = torch.cumsum(n_slots, 0) - n_slots
     start = torch.cumsum(n_centers, 0) - n_centers
 
-    # padded center table (M+1, kmax); padding = +inf (never the argmin unless no center)
-    vc = comp_c[:n_valid]
-    rank = torch.arange(n_valid, device=dev) - start[vc]
-    cen_y = torch.full((M + 1, kmax), float("inf"), dtype=offset.dtype, device=dev)
-    cen_x = torch.full((M + 1, kmax), float("inf"), dtype=offset.dtype, device=dev)
-    cen_y[vc, rank] = y_c[:n_valid].to(offset.dtype)
-    cen_x[vc, rank] = x_c[:n_valid].to(offset.dtype)
+    # padded center table (M+1, kmax); padding = +inf (never the argmin unless no center);
+    # invalid centers go to a dropped last column
+    rank = torch.arange(comp_c.shape[0], device=dev) - start[comp_c]
+    rank = torch.where(valid, rank, torch.full_like(rank, kmax))
+    cen_y = torch.full((M + 1, kmax + 1), float("inf"), dtype=offset.dtype, device=dev)
+    cen_x = torch.full((M + 1, kmax + 1), float("inf"), dtype=offset.dtype, device=dev)
+    cen_y[comp_c, rank] = torch.where(valid, y_c.to(offset.dtype), float("inf"))
+    cen_x[comp_c, rank] = torch.where(valid, x_c.to(offset.dtype), float("inf"))
+    cen_y, cen_x = cen_y[:, :kmax].contiguous(), cen_x[:, :kmax].contiguous()
 
     pix, comp_p = cb.pix, cb.comp_p
     P = pix.shape[0]
@@ -254,10 +261,10 @@ def _assign_slots(cb, offset, comp_c, y_c, x_c, valid, max_elems):
             d = sq_dist(cen_y.index_select(0, cc_), cen_x.index_select(0, cc_),
                         vy[s:s + chunk, None], vx[s:s + chunk, None])  # (p, kmax)
             j[s:s + chunk] = d.argmin(1)
-    return take(base, comp_p) + j, n_centers, n_slots, T
+    return take(base, comp_p) + j, n_centers
 
 
-def group_to_centers(cb, offset, comp_c, y_c, x_c, key, valid, heat_p, max_elems=1 << 22):
+def group_to_centers(cb, offset, comp_c, y_c, x_c, key, valid, heat_p, n_slots, kmax, T, max_elems=1 << 22):
     """Group every component pixel to the nearest of its component's centers, and slot statistics.
 
     Args:
@@ -267,18 +274,21 @@ def group_to_centers(cb, offset, comp_c, y_c, x_c, key, valid, heat_p, max_elems
         key: ``(K,)`` long order of the centers inside a component (ties: lowest index wins).
         valid: ``(K,)`` bool, the candidates that are centers.
         heat_p: ``(P,)`` heatmap at every ``cb.pix`` (in its component's class channel).
+        n_slots: ``(M+1,)`` long instance slots per component, at least ``max(#centers, 1)`` (row 0:
+            0); a component's centers take its first slots in ``key`` order (one slot when it has
+            no center), the others stay empty (count 0).
+        kmax: host int >= the most centers of one component; T: host int, ``n_slots.sum()``.
 
     Returns:
         dict with per-pixel ``slot`` (P,) (instance slot of each ``cb.pix``) and ``heat`` (=
         ``heat_p``); per-slot ``slot_comp``, ``count``, ``hmax`` (max heatmap), ``argmax_flat``
-        (first flat pixel reaching it); per-component ``n_centers`` (M+1,); ``T`` (python int,
-        number of slots: max(#centers, 1) per component).
+        (first flat pixel reaching it); per-component ``n_centers`` (M+1,); ``T``. No host sync.
     """
     dev = cb.device
     key = torch.where(valid, key, torch.full_like(key, BIG))
     order = torch.argsort(key)
     comp_c, y_c, x_c, valid = comp_c[order], y_c[order], x_c[order], valid[order]
-    slot, n_centers, n_slots, T = _assign_slots(cb, offset, comp_c, y_c, x_c, valid, max_elems)
+    slot, n_centers = _assign_slots(cb, offset, comp_c, y_c, x_c, valid, n_slots, kmax, max_elems)
 
     pix = cb.pix
     count = torch.zeros(T, dtype=torch.long, device=dev).index_add_(0, slot, torch.ones_like(slot))

@@ -212,19 +212,23 @@ def connected_components_torch(masks, connectivity=8, first_check=8, check_every
     return Components(labels.contiguous(), counts, rounds)
 
 
-def value_region_roots(values, connectivity=8, first_check=8, check_every=4):
+def value_region_roots(values, connectivity=8, first_check=8, check_every=4, sync=True):
     """Regions of equal non-zero values: pixels connect to neighbours holding the same value.
 
     Args:
         values: ``(N, H, W)`` integer tensor, 0 = background (e.g. class maps, or component ids
             where a mask holds); any device, no host transfer.
         connectivity, first_check, check_every: as ``connected_components_torch``.
+        sync: False runs exactly ``first_check`` rounds without any host sync and returns, instead
+            of the round count, a device bool ``converged`` (the last round changed nothing, so
+            the result is exact); the caller reads it with its other results and reruns with
+            more rounds when it is False.
 
     Returns:
-        ``(root, rounds)``: ``root`` ``(N, H, W)`` int64, for every non-zero pixel the flat index
-        ``n*H*W + y*W + x`` of its region's first pixel in raster order (``-1`` on background), so
-        regions are told apart, ordered and reduced over (``scatter``) without compacting ids.
-        Same partition per value as ``cv2.connectedComponents`` of ``values == v``.
+        ``(root, rounds or converged)``: ``root`` ``(N, H, W)`` int64, for every non-zero pixel the
+        flat index ``n*H*W + y*W + x`` of its region's first pixel in raster order (``-1`` on
+        background), so regions are told apart, ordered and reduced over (``scatter``) without
+        compacting ids. Same partition per value as ``cv2.connectedComponents`` of ``values == v``.
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
@@ -232,7 +236,7 @@ def value_region_roots(values, connectivity=8, first_check=8, check_every=4):
     N, H, W = values.shape
     device = values.device
     if N * H * W == 0:
-        return torch.full((N, H, W), -1, dtype=torch.int64, device=device), 0
+        return torch.full((N, H, W), -1, dtype=torch.int64, device=device), 0 if sync else torch.ones((), dtype=torch.bool, device=device)
     V = torch.nn.functional.pad(values.to(torch.int64), (1, 1, 1, 1)).reshape(-1)
     V = torch.cat([V, V.new_zeros(1)])
     none = V.numel() - 1
@@ -241,7 +245,12 @@ def value_region_roots(values, connectivity=8, first_check=8, check_every=4):
     bg_fill = (~fg).to(torch.int64) * none
     L = torch.maximum(idx, bg_fill)
     nmin = _valued_neighbour_min(_equal_neighbours(V, connectivity, W + 2), none)
-    L, rounds = _run_rounds(L, bg_fill, connectivity, W + 2, first_check, check_every, nmin)
+    if sync:
+        L, rounds = _run_rounds(L, bg_fill, connectivity, W + 2, first_check, check_every, nmin)
+    else:
+        for _ in range(first_check):
+            prev, L = L, _round(L, bg_fill, connectivity, W + 2, nmin)
+        rounds = ~(L != prev).any()  # converged, on the device
     # padded flat index -> image flat index (background stays -1)
     L = L[:-1].view(N, H + 2, W + 2)[:, 1:-1, 1:-1]
     n_, yx = L // ((H + 2) * (W + 2)), L % ((H + 2) * (W + 2))

@@ -13,7 +13,7 @@ import torch
 
 from .center_clustering import group_components, offset_magnitude_mask
 from .component_labelling import label_class_maps
-from .components import COL_CLS, channel_argmax, slot_mean, take
+from .components import COL_CLS, channel_argmax, slot_mean, take, to_host
 
 __all__ = ["decode_instances"]
 
@@ -76,7 +76,7 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
         classes = take(cb.col[COL_CLS], g["slot_comp"])
         keep = count > 0
         newidx = torch.cumsum(keep.long(), 0)
-        N = int(newidx[-1])  # host sync: number of instances
+        N = int(to_host(newidx[-1:])[0])  # host sync: number of instances
         inst = torch.zeros(H * W, dtype=torch.int32, device=dev)
         inst[cb.pix] = take(newidx, slot).to(torch.int32)
         masks = inst.view(1, H, W) == torch.arange(1, N + 1, dtype=torch.int32, device=dev).view(N, 1, 1)

@@ -36,7 +36,7 @@ import torch
 
 from .center_clustering import group_components, offset_magnitude_mask
 from .component_labelling import label_class_maps
-from .components import COL_CLS, COL_CX, COL_CY, COL_IMG, slot_mean, sq_dist, take
+from .components import COL_CLS, COL_CX, COL_CY, COL_IMG, slot_mean, sq_dist, take, to_host
 from .gaussian import paste_gaussians_
 
 __all__ = ["RefineParams", "refine_image_label", "refine_point"]
@@ -75,14 +75,17 @@ def _gt_foreground(wsss, image_label, C):
 
 
 def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
-    """The statistics dict; tensor arguments are on ``device`` (one host transfer for all)."""
-    vals = [v if torch.is_tensor(v) else torch.full((), float(v), device=device)
-            for v in (n_inst, conf_sum, n_skipped, n_comp)]
-    n_inst, conf_sum, n_skipped, n_comp = torch.stack([v.double() for v in vals]).cpu().tolist()  # host sync
+    """The statistics dict: 0-dim float64 tensors on ``device`` (no host sync; the training hook
+    reads them when it logs), plus ``refine_time_s`` (host seconds of the call: on an
+    asynchronous device the launch time, not the compute time)."""
+    def dev(v):
+        return v.double() if torch.is_tensor(v) else torch.full((), float(v), dtype=torch.float64, device=device)
+
+    n_inst, conf_sum, n_skipped, n_comp = (dev(v) for v in (n_inst, conf_sum, n_skipped, n_comp))
     return {
         "refined_instances_per_image": n_inst / max(B, 1),
-        "mean_confidence": conf_sum / max(n_inst, 1.0),
-        "skipped_component_fraction": n_skipped / max(n_comp, 1.0),
+        "mean_confidence": conf_sum / n_inst.clamp(min=1.0),
+        "skipped_component_fraction": n_skipped / n_comp.clamp(min=1.0),
         "refine_time_s": time.perf_counter() - t0,
     }
 
@@ -179,7 +182,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         t_offset.view(-1).index_copy_(0, obase + HW, torch.where(kp, take(px, slot).float() - x_p, zero))
 
         n_inst = keep.sum()
-        stats = _stats(n_inst, (conf * keep).sum(), skip_comp[1:].sum(), M, B, t0, dev)
+        stats = _stats(n_inst, (conf.double() * keep).sum(), skip_comp[1:].sum(), M, B, t0, dev)
         return targets, stats
 
 
@@ -237,9 +240,9 @@ def refine_point(offset, points, image_label, wsss):
         g_map = torch.where(fg_flat > 0, torch.arange(B, device=dev)[:, None] * C + fg_flat - 1,
                             torch.zeros_like(fg_flat))
         lab_ok = (fg_flat > 0) & (take(n_grp, g_map) > 0)
-        counts = torch.stack([n_grp.max(), n_grp.sum()]).cpu()  # host sync (B * C > 0)
-        kmax, n_valid = int(counts[0]), int(counts[1])
-        pix = lab_ok.reshape(-1).nonzero().squeeze(1)  # host sync
+        counts = to_host(torch.stack([n_grp.max(), n_grp.sum(), lab_ok.sum()]))  # the one host sync (B * C > 0)
+        kmax, n_valid, P = (int(v) for v in counts)
+        pix = torch.nonzero_static(lab_ok.reshape(-1), size=P).squeeze(1)
         t_offset = torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev)
         t_weight = torch.zeros((B, H, W), dtype=torch.float32, device=dev)
         targets = {"offset": t_offset, "weight": t_weight}

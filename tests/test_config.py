@@ -8,7 +8,7 @@ import bestie_d2  # noqa: F401
 from bestie_d2.config import MODEL_ZOO_PREFIX, BestieCfgNode, get_cfg, load_config, resolve_model_zoo_path
 from detectron2 import model_zoo
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import REPO
 BEFORE = os.path.join(REPO, "tests", "data", "Base-MaskRCNN-FPN.before.yaml")
 MASK_RCNN = ["Base-MaskRCNN-FPN.yaml", "VOC/mask_rcnn_R50_FPN_refine.yaml",
              "COCO/mask_rcnn_R50_FPN_refine.yaml", "toy/mask_rcnn_refine.yaml"]

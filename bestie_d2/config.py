@@ -168,6 +168,9 @@ def add_refinement_config(cfg):
     cfg.MODEL.BESTIE.REFINE.NMS_KERNEL = 41
     cfg.MODEL.BESTIE.REFINE.MAX_INSTANCES = 5  # components grouped into more are skipped
     cfg.MODEL.BESTIE.REFINE.MIN_AREA = 50
+    # Component labelling of refinement and decoding: "auto" (OpenCV for CPU tensors, torch on the
+    # device otherwise), "opencv" or "torch"; identical outputs (bestie_d2.modeling.component_labelling).
+    cfg.MODEL.BESTIE.COMPONENTS_BACKEND = "auto"
 
     # Center clustering (supplement §1).
     cfg.MODEL.BESTIE.CLUSTER = CN()

@@ -9,6 +9,7 @@ at 1.0); its offsets (integer differences), which pixels got a weight and the in
 compared exactly. Every case runs with both component-labelling backends ("opencv", the CPU
 default, and "torch", the device path) and must give these same outputs.
 """
+import dataclasses
 import os
 
 import numpy as np
@@ -90,7 +91,8 @@ def check_refined(name, targets, stats):
 ])
 def test_refine_image_label_is_pinned(name, params, cluster, backend):
     (logits, center, offset, label, wsss), _ = refine_inputs()
-    targets, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster, backend=backend)
+    params = dataclasses.replace(params, components_backend=backend)
+    targets, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster)
     check_refined(name, targets, stats)
 
 

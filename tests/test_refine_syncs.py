@@ -83,7 +83,7 @@ def test_refine_image_label_syncs(count_syncs):
     (logits, center, offset, label, wsss), _ = refine_inputs()
     for cluster in (ClusterParams(), None):
         (targets, stats), syncs = count_syncs(lambda: refine_image_label(
-            logits, center, offset, label, wsss, RefineParams(), cluster, backend="torch"))
+            logits, center, offset, label, wsss, RefineParams(components_backend="torch"), cluster))
         assert syncs == ["to_host", "to_host"], syncs
         assert all(torch.is_tensor(v) for k, v in stats.items() if k != "refine_time_s")
         assert float(stats["refined_instances_per_image"]) > 0  # a real case, not an empty one

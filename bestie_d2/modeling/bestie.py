@@ -37,7 +37,7 @@ class BESTIE(nn.Module):
         refine_active (bool): the training hook turns self-refinement on from
             ``MODEL.BESTIE.REFINE.START_ITER``; it only has an effect when ``refine_enabled``.
         return_maps (bool): inference also returns the ``center`` and ``offset`` maps.
-        last_refine_stats (dict or None): statistics of the last refinement call.
+        last_refine_stats (dict or None): statistics of the last refinement call (device tensors).
         vis_capture (bool): the next training forward keeps detached CPU copies of its first
             sample's input, pseudo / refined targets and predicted maps in ``last_vis``
             (``TrainingVisHook``, ``VIS_PERIOD > 0``); off otherwise (no extra work).
@@ -61,6 +61,7 @@ class BESTIE(nn.Module):
         refine_enabled: bool = True,
         refine_params: Optional[RefineParams] = None,
         cluster_params: Optional[ClusterParams] = None,
+        test_components_backend: str = "auto",
         test_center_threshold: float = 0.1,
         test_nms_kernel: int = 41,
         test_min_area: int = 50,
@@ -85,6 +86,8 @@ class BESTIE(nn.Module):
             refine_params: ``RefineParams`` of image-label refinement (None: the defaults).
             cluster_params: ``ClusterParams`` of center clustering, used by refinement and, with
                 ``test_use_clustering``, by decoding (None: no clustering).
+            test_components_backend: component labelling of decoding, "auto" | "opencv" | "torch"
+                (refinement's is ``refine_params.components_backend``; both from the same key).
             test_*: inference settings (docs/method.md §6).
         """
         super().__init__()
@@ -104,6 +107,7 @@ class BESTIE(nn.Module):
         self.refine_enabled = refine_enabled
         self.refine_params = refine_params
         self.cluster_params = cluster_params
+        self.test_components_backend = test_components_backend
         self.test_center_threshold = test_center_threshold
         self.test_nms_kernel = test_nms_kernel
         self.test_min_area = test_min_area
@@ -147,6 +151,7 @@ class BESTIE(nn.Module):
             "refine_enabled": m.REFINE.ENABLED,
             "refine_params": RefineParams.from_config(cfg),
             "cluster_params": ClusterParams.from_config(cfg),
+            "test_components_backend": m.COMPONENTS_BACKEND,
             "test_center_threshold": m.TEST.CENTER_THRESHOLD,
             "test_nms_kernel": m.TEST.NMS_KERNEL,
             "test_min_area": m.TEST.MIN_AREA,
@@ -389,12 +394,6 @@ class BESTIE(nn.Module):
     def _decode(self, prob, center, offset):
         """Instance decoding via :func:`bestie_d2.modeling.post_processing.decode_instances`."""
         cluster = self.cluster_params if self.test_use_clustering else None
-        return decode_instances(
-            prob,
-            center,
-            offset,
-            center_threshold=self.test_center_threshold,
-            nms_kernel=self.test_nms_kernel,
-            min_area=self.test_min_area,
-            cluster=cluster,
-        )
+        return decode_instances(prob, center, offset, center_threshold=self.test_center_threshold,
+                                nms_kernel=self.test_nms_kernel, min_area=self.test_min_area, cluster=cluster,
+                                backend=self.test_components_backend)

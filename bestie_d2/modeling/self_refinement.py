@@ -51,6 +51,7 @@ class RefineParams:
     max_instances: int = 5
     min_area: int = 50
     sigma: float = 6.0
+    components_backend: str = "auto"  # component labelling: "auto" | "opencv" | "torch"
 
     @classmethod
     def from_config(cls, cfg):
@@ -61,6 +62,7 @@ class RefineParams:
             max_instances=int(r.MAX_INSTANCES),
             min_area=int(r.MIN_AREA),
             sigma=float(cfg.BESTIE.INPUT.GAUSSIAN_SIGMA),
+            components_backend=str(cfg.MODEL.BESTIE.COMPONENTS_BACKEND),
         )
 
 
@@ -90,7 +92,7 @@ def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
     }
 
 
-def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None, backend="auto"):
+def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None):
     """Refined instance targets in the image-label setting (docs/method.md §5.1).
 
     Args:
@@ -101,7 +103,6 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         wsss: ``(B, H, W)`` long WSSS maps (0 bg, ``c+1`` class c, 255 ignore).
         params: ``RefineParams`` (defaults if None).
         cluster: ``ClusterParams`` for center clustering, or None to use heatmap peaks only.
-        backend: component labelling, "auto" | "opencv" | "torch" (``component_labelling``).
 
     Returns:
         ``(targets, stats)``: ``targets`` = {``center`` (B, C, H, W), ``offset`` (B, 2, H, W),
@@ -126,7 +127,7 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         HW = H * W
         fg = _gt_foreground(wsss.detach().to(dev).long(), image_label.detach().to(dev), C).to(torch.uint8)
         mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)
-        cb = label_class_maps(fg, params.min_area, mag, cluster, backend=backend)
+        cb = label_class_maps(fg, params.min_area, mag, cluster, backend=params.components_backend)
 
         t_center = torch.zeros((B, C, H, W), dtype=torch.float32, device=dev)
         t_offset = torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev)

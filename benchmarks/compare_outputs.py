@@ -8,7 +8,10 @@ generators, and written to a temporary file. Each tree then runs ``decode_instan
 ``sys.path``, and the outputs are compared with ``torch.equal`` (every tensor, every bit)::
 
     .venv/bin/python benchmarks/compare_outputs.py [--before /work/before] [--after .]
-        [--python .venv/bin/python] [--sizes 416 512]
+        [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch]
+
+``--backend`` selects the component labelling of the ``--after`` tree (``decode_instances(backend=)``,
+``RefineParams.components_backend``; the tree before the device labelling has only OpenCV).
 
 Prints one line per output and exits 1 if any differs. The worker finds the functions under their
 module names in either layout (``bestie_d2.modeling.post_processing`` / ``self_refinement`` /
@@ -55,7 +58,7 @@ def make_inputs(sizes):
     return {k: v.numpy() for k, v in arrays.items()}
 
 
-def worker(tree, inp, out):
+def worker(tree, inp, out, backend="default"):
     """Run in a subprocess: the tree's functions on the inputs, outputs to ``out``."""
     sys.path.insert(0, tree)
     import bestie_d2
@@ -70,6 +73,8 @@ def worker(tree, inp, out):
         from bestie_d2.refinement.clustering import ClusterParams
         from bestie_d2.refinement.refine import RefineParams, refine_image_label, refine_point
 
+    kw = {} if backend == "default" else {"backend": backend}
+    rkw = {} if backend == "default" else {"components_backend": backend}
     torch.set_num_threads(1)
     with np.load(inp) as f:
         x = {k: torch.from_numpy(f[k]) for k in f.files}
@@ -77,10 +82,10 @@ def worker(tree, inp, out):
     for key in sorted(k.split("/")[0] for k in x if k.endswith("/sem_prob")):
         for name, cl in (("cluster", ClusterParams()), ("nocluster", None)):
             m, c, s = decode_instances(x[f"{key}/sem_prob"], x[f"{key}/center"], x[f"{key}/offset"],
-                                       center_threshold=0.1, nms_kernel=41, min_area=50, cluster=cl)
+                                       center_threshold=0.1, nms_kernel=41, min_area=50, cluster=cl, **kw)
             res.update({f"{key}_{name}/masks": m, f"{key}_{name}/classes": c, f"{key}_{name}/scores": s})
     r = [x[f"refine/{k}"] for k in ("logits", "center", "offset", "label", "wsss")]
-    t, _ = refine_image_label(*r, RefineParams(), ClusterParams())
+    t, _ = refine_image_label(*r, RefineParams(**rkw), ClusterParams())
     res.update({f"refine_image/{k}": v for k, v in t.items()})
     points = [x[f"refine/points{b}"] for b in range(r[0].shape[0])]
     t, _ = refine_point(r[2], points, r[3], r[4])
@@ -94,7 +99,9 @@ def main(argv=None):
     ap.add_argument("--after", default=ROOT)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--sizes", type=int, nargs="+", default=[416, 512])
-    ap.add_argument("--worker", nargs=3, metavar=("TREE", "IN", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--backend", choices=["default", "opencv", "torch"], default="default",
+                    help="component labelling of the --after tree (default: its own default)")
+    ap.add_argument("--worker", nargs=4, metavar=("TREE", "IN", "OUT", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker(*args.worker)
@@ -105,8 +112,9 @@ def main(argv=None):
         outs = {}
         for tag, tree in (("before", args.before), ("after", args.after)):
             outs[tag] = os.path.join(tmp, f"{tag}.npz")
+            backend = args.backend if tag == "after" else "default"
             subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
-                            outs[tag]], check=True, cwd=tmp)
+                            outs[tag], backend], check=True, cwd=tmp)
         with np.load(outs["before"]) as a, np.load(outs["after"]) as b:
             keys = sorted(set(a.files) | set(b.files))
             bad = 0
@@ -115,7 +123,8 @@ def main(argv=None):
                 shape = tuple(a[k].shape) if k in a.files else None
                 print(f"{k:32s} {str(shape):18s} {'identical' if same else 'DIFFERENT'}")
                 bad += not same
-    print(f"{len(keys) - bad}/{len(keys)} outputs bit-identical ({args.before} vs {args.after})")
+    print(f"{len(keys) - bad}/{len(keys)} outputs bit-identical ({args.before} vs {args.after}, "
+          f"backend {args.backend})")
     return 1 if bad else 0
 
 

@@ -1,4 +1,2 @@
 """Models: importing this package registers BESTIE, PAMClassifier and the HRNet / VGG backbones."""
-from .._imports import import_registering_modules
-
-import_registering_modules(__name__, ["backbone", "bestie", "pam"])
+from . import backbone, bestie, pam  # noqa: F401  (registration happens on import)

@@ -4,10 +4,11 @@ For every predicted class (argmax of the semantic probabilities) and every 8-con
 of it with at least ``min_area`` pixels: centers = heatmap NMS restricted to the component (plus,
 with ``ClusterParams``, the center-clustering candidates), every pixel joins the center nearest to
 its vote ``p + offset(p)``, and each non-empty group is an instance scored ``s_ctr * s_seg``.
-All components of the image are decoded at once (``components.ComponentBatch``,
-``center_clustering.group_components``); host syncs per image are a fixed five (argmax and
-magnitude maps to the host, packed labels back, peak count, per-component center counts,
-instance count). CPU and GPU give identical results.
+All components of the image are decoded at once (``component_labelling.label_class_maps``,
+``center_clustering.group_components``); host syncs per image with the torch labelling are a
+fixed three (labelling counts and boxes, peak / center counts, instance count;
+``tests/test_refine_syncs.py``), with OpenCV the class and magnitude maps go to the host and the
+labels back. CPU and GPU, OpenCV and torch labelling give identical results.
 """
 import torch
 

@@ -18,13 +18,14 @@ points on row 0 / column 0 are kept (their ``y == 0 or x == 0`` padding filter d
 docs/method.md §12.8); invalid entries are recognised by being outside the image or having a class
 outside ``0..C-1`` / the image label.
 
-Both run under ``torch.no_grad()`` on detached tensors, vectorised over the batch: the component
-labelling runs on the CPU (one device -> host transfer of the class maps and the offset-magnitude
-mask per batch), everything else (NMS, clustering merge, grouping, statistics, Gaussian pasting) in
-torch over all components at once, on the device of the network outputs. Host synchronisations
-per call, whatever the number of components (counted on an H100 with ``torch.cuda`` sync debug
-mode): 5 for ``refine_image_label`` (class/magnitude maps to the host, the packed labels back, the
-peak count, the per-component center counts, the statistics) and 3 for ``refine_point``.
+Both run under ``torch.no_grad()`` on detached tensors, vectorised over the batch: component
+labelling (``component_labelling``; OpenCV on the host for CPU tensors, torch on the device
+otherwise, ``RefineParams.components_backend``), NMS, clustering merge, grouping, statistics and
+Gaussian pasting in torch over all components at once, on the device of the network outputs.
+Host synchronisations per call with the torch labelling, whatever the number of components
+(counted in ``tests/test_refine_syncs.py``): 2 for ``refine_image_label`` (the labelling's counts
+and boxes, which the NMS crop batches need; the peak / center counts of the grouping) and 1 for
+``refine_point``; the statistics stay on the device (``SelfRefinementHook`` reads them when it logs).
 
 The instance count of the skip rule (``#ids > max_instances``) counts the *non-empty* instances of the
 component (a center that no pixel votes for is no instance).
@@ -92,6 +93,78 @@ def _stats(n_inst, conf_sum, n_skipped, n_comp, B, t0, device):
     }
 
 
+def _check_image_label_inputs(sem_logits, center, offset):
+    B, C, H, W = center.shape
+    if sem_logits.shape != (B, C + 1, H, W) or offset.shape != (B, 2, H, W):
+        raise ValueError(
+            f"shape mismatch: sem_logits {tuple(sem_logits.shape)}, center {tuple(center.shape)}, "
+            f"offset {tuple(offset.shape)}"
+        )
+    if C > 254:
+        raise ValueError("at most 254 classes are supported")
+
+
+def _kept_instances(cb, g, max_instances):
+    """``(keep (T,) bool, skip_comp (M+1,) bool)``: the non-empty instances of components that are
+    not skipped (no center, or more than ``max_instances`` non-empty instances; row 0: none)."""
+    dev = cb.device
+    nonempty = g["count"] > 0
+    n_inst_comp = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, g["slot_comp"], nonempty.long())
+    skip_comp = (g["n_centers"] == 0) | (n_inst_comp > max_instances)
+    skip_comp = torch.cat([torch.ones(1, dtype=torch.bool, device=dev), skip_comp[1:]])  # row 0: none
+    return nonempty & ~take(skip_comp, g["slot_comp"]), skip_comp
+
+
+def _class_probability(cb, sem_logits):
+    """``(P,)`` softmax probability of each component pixel's own class (channel ``cls + 1``),
+    computed at the component pixels only (absent classes are zeroed in the authors' P, but a
+    component's class is always present)."""
+    B, C1, H, W = sem_logits.shape
+    HW, pix = H * W, cb.pix
+    rem, b_p = pix % HW, pix // HW
+    cls_p = take(cb.col[COL_CLS], cb.comp_p)
+    lidx = (b_p * (C1 * HW) + rem)[None, :] + (torch.arange(C1, device=cb.device) * HW)[:, None]  # (C+1, P)
+    lg = take(sem_logits.float(), lidx)
+    lg = (lg - lg.amax(0, keepdim=True)).exp_()
+    return lg.gather(0, (cls_p + 1)[None])[0] / lg.sum(0)
+
+
+def _instance_centers(cb, g, s_seg, center_threshold):
+    """Per slot ``(py, px, conf)``: the first argmax of the marked heatmap and ``s_ctr * s_seg``,
+    or, when ``s_ctr < center_threshold``, the component's int centroid and ``s_seg``."""
+    W, HW = cb.W, cb.H * cb.W
+    s_ctr, slot_comp = g["hmax"], g["slot_comp"]
+    af = g["argmax_flat"] % HW
+    low = s_ctr < center_threshold
+    py = torch.where(low, take(cb.col[COL_CY], slot_comp), af // W)
+    px = torch.where(low, take(cb.col[COL_CX], slot_comp), af % W)
+    conf = torch.where(low, s_seg, s_ctr * s_seg).clamp(0.0, 1.0)
+    return py, px, conf
+
+
+def _write_image_label_targets(cb, g, keep, py, px, conf, targets, sigma):
+    """Gaussians at the kept instances' centers into ``targets["center"]``; ``weight = conf`` and
+    the offsets to the center on every pixel of a kept instance (per-slot values, one gather per
+    pixel; zeros elsewhere)."""
+    t_center, t_offset, t_weight = targets["center"], targets["offset"], targets["weight"]
+    B, C, H, W = t_center.shape
+    HW, pix, slot, slot_comp = H * W, cb.pix, g["slot"], g["slot_comp"]
+    img_s = take(cb.col[COL_IMG], slot_comp)
+    ch = torch.where(keep, img_s * C + take(cb.col[COL_CLS], slot_comp), torch.full_like(img_s, -1))
+    paste_gaussians_(t_center.view(B * C, H, W), ch, torch.stack([py, px], 1), sigma)
+    conf_s = torch.where(keep, conf, torch.zeros_like(conf))
+    py_s = torch.where(keep, py, torch.full_like(py, -1))
+    kp = take(keep, slot)
+    rem = pix % HW
+    y_p = (rem // W).float()
+    x_p = (rem % W).float()
+    zero = torch.zeros_like(y_p)
+    obase = (pix // HW) * (2 * HW) + rem
+    t_weight.view(-1).index_copy_(0, pix, take(conf_s, slot))
+    t_offset.view(-1).index_copy_(0, obase, torch.where(kp, take(py_s, slot).float() - y_p, zero))
+    t_offset.view(-1).index_copy_(0, obase + HW, torch.where(kp, take(px, slot).float() - x_p, zero))
+
+
 def refine_image_label(sem_logits, center, offset, image_label, wsss, params=None, cluster=None):
     """Refined instance targets in the image-label setting (docs/method.md §5.1).
 
@@ -101,90 +174,91 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         offset: ``(B, 2, H, W)`` predicted offsets (dy, dx).
         image_label: ``(B, C)`` multi-hot image labels.
         wsss: ``(B, H, W)`` long WSSS maps (0 bg, ``c+1`` class c, 255 ignore).
-        params: ``RefineParams`` (defaults if None).
+        params: ``RefineParams`` (defaults if None; ``components_backend`` picks the labelling).
         cluster: ``ClusterParams`` for center clustering, or None to use heatmap peaks only.
 
     Returns:
         ``(targets, stats)``: ``targets`` = {``center`` (B, C, H, W), ``offset`` (B, 2, H, W),
-        ``weight`` (B, H, W) in [0, 1]} (float32, on the outputs' device); ``stats`` = python floats
-        {``refined_instances_per_image``, ``mean_confidence`` (over refined instances),
-        ``skipped_component_fraction`` (components without center or with more than
-        ``max_instances`` instances, over all components >= ``min_area``), ``refine_time_s``}.
+        ``weight`` (B, H, W) in [0, 1]} (float32, on the outputs' device); ``stats`` = 0-dim float64
+        device tensors {``refined_instances_per_image``, ``mean_confidence`` (over refined
+        instances), ``skipped_component_fraction`` (components without center or with more than
+        ``max_instances`` instances, over all components >= ``min_area``)} and the host float
+        ``refine_time_s``.
     """
     t0 = time.perf_counter()
     params = params or RefineParams()
     with torch.no_grad():
         sem_logits, center, offset = sem_logits.detach(), center.detach(), offset.detach()
+        _check_image_label_inputs(sem_logits, center, offset)
         B, C, H, W = center.shape
-        if sem_logits.shape != (B, C + 1, H, W) or offset.shape != (B, 2, H, W):
-            raise ValueError(
-                f"shape mismatch: sem_logits {tuple(sem_logits.shape)}, center {tuple(center.shape)}, "
-                f"offset {tuple(offset.shape)}"
-            )
-        if C > 254:
-            raise ValueError("at most 254 classes are supported")
         dev = center.device
-        HW = H * W
         fg = _gt_foreground(wsss.detach().to(dev).long(), image_label.detach().to(dev), C).to(torch.uint8)
         mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)
         cb = label_class_maps(fg, params.min_area, mag, cluster, backend=params.components_backend)
-
-        t_center = torch.zeros((B, C, H, W), dtype=torch.float32, device=dev)
-        t_offset = torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev)
-        t_weight = torch.zeros((B, H, W), dtype=torch.float32, device=dev)
-        targets = {"center": t_center, "offset": t_offset, "weight": t_weight}
+        targets = {"center": torch.zeros((B, C, H, W), dtype=torch.float32, device=dev),
+                   "offset": torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev),
+                   "weight": torch.zeros((B, H, W), dtype=torch.float32, device=dev)}
         if cb.M == 0:
             return targets, _stats(0, 0, 0, 0, B, t0, dev)
-
         g = group_components(cb, center.float(), offset.float(), threshold=params.center_threshold,
                              nms_kernel=params.nms_kernel, cluster=cluster)
-        slot, count, slot_comp = g["slot"], g["count"], g["slot_comp"]
-        M = cb.M
-        nonempty = count > 0
-        n_inst_comp = torch.zeros(M + 1, dtype=torch.long, device=dev)
-        n_inst_comp.index_add_(0, slot_comp, nonempty.long())
-        skip_comp = (g["n_centers"] == 0) | (n_inst_comp > params.max_instances)
-        skip_comp = torch.cat([torch.ones(1, dtype=torch.bool, device=dev), skip_comp[1:]])  # row 0: none
-        keep = nonempty & ~take(skip_comp, slot_comp)
-
-        pix, comp_p = cb.pix, cb.comp_p
-        rem = pix % HW
-        b_p = pix // HW
-        # s_seg: softmax probability of the component's class at its pixels only (absent classes
-        # are zeroed in the authors' P, but a component's class is always present)
-        cls_p = take(cb.col[COL_CLS], comp_p)
-        C1 = C + 1
-        lidx = (b_p * (C1 * HW) + rem)[None, :] + (torch.arange(C1, device=dev) * HW)[:, None]  # (C+1, P)
-        lg = take(sem_logits.float(), lidx)
-        lg = (lg - lg.amax(0, keepdim=True)).exp_()
-        pp = lg.gather(0, (cls_p + 1)[None])[0] / lg.sum(0)
-        s_seg = slot_mean(pp, slot, count)
-        s_ctr = g["hmax"]
-        af = g["argmax_flat"] % HW
-        low = s_ctr < params.center_threshold
-        py = torch.where(low, take(cb.col[COL_CY], slot_comp), af // W)
-        px = torch.where(low, take(cb.col[COL_CX], slot_comp), af % W)
-        conf = torch.where(low, s_seg, s_ctr * s_seg).clamp(0.0, 1.0)
-
-        img_s = take(cb.col[COL_IMG], slot_comp)
-        ch = torch.where(keep, img_s * C + take(cb.col[COL_CLS], slot_comp), torch.full_like(img_s, -1))
-        paste_gaussians_(t_center.view(B * C, H, W), ch, torch.stack([py, px], 1), params.sigma)
-
-        # per-slot values (zeros for dropped instances), then one gather per pixel
-        conf_s = torch.where(keep, conf, torch.zeros_like(conf))
-        py_s = torch.where(keep, py, torch.full_like(py, -1))
-        kp = take(keep, slot)
-        y_p = (rem // W).float()
-        x_p = (rem % W).float()
-        zero = torch.zeros_like(y_p)
-        obase = b_p * (2 * HW) + rem
-        t_weight.view(-1).index_copy_(0, pix, take(conf_s, slot))
-        t_offset.view(-1).index_copy_(0, obase, torch.where(kp, take(py_s, slot).float() - y_p, zero))
-        t_offset.view(-1).index_copy_(0, obase + HW, torch.where(kp, take(px, slot).float() - x_p, zero))
-
-        n_inst = keep.sum()
-        stats = _stats(n_inst, (conf.double() * keep).sum(), skip_comp[1:].sum(), M, B, t0, dev)
+        keep, skip_comp = _kept_instances(cb, g, params.max_instances)
+        s_seg = slot_mean(_class_probability(cb, sem_logits), g["slot"], g["count"])
+        py, px, conf = _instance_centers(cb, g, s_seg, params.center_threshold)
+        _write_image_label_targets(cb, g, keep, py, px, conf, targets, params.sigma)
+        stats = _stats(keep.sum(), (conf.double() * keep).sum(), skip_comp[1:].sum(), cb.M, B, t0, dev)
         return targets, stats
+
+
+def _sorted_points(points, image_label, H, W):
+    """The points as ``(grp, py, px, ok)`` long ``(K,)``, sorted: valid points first, by (image,
+    class) group ``b*C + c``, then in the given order; and ``n_grp`` ``(B*C,)`` valid points per group."""
+    B, C = image_label.shape
+    dev = image_label.device
+    pts = []
+    for b, p in enumerate(points):
+        p = torch.as_tensor(p).reshape(-1, 3).to(dev).long()  # no-op when already there
+        pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long, device=dev), p], 1))
+    pts = torch.cat(pts, 0)  # (K, 4) [b, y, x, c]
+    pb, py, px, pc = pts.unbind(1)
+    ok = (py >= 0) & (py < H) & (px >= 0) & (px < W) & (pc >= 0) & (pc < C)
+    ok = ok & (image_label[pb, pc.clamp(0, C - 1)] > 0)
+    grp = pb * C + pc.clamp(0, C - 1)  # (image, class) group
+    K = pts.shape[0]
+    key = torch.where(ok, grp * (K + 1) + torch.arange(K, device=dev), torch.full_like(grp, 1 << 62))
+    order = torch.argsort(key)
+    grp, py, px, ok = grp[order], py[order], px[order], ok[order]
+    n_grp = torch.zeros(B * C, dtype=torch.long, device=dev).index_add_(0, grp, ok.long())
+    return grp, py, px, n_grp
+
+
+def _nearest_point(offset, pix, g_p, grp, py, px, n_grp, kmax, n_valid):
+    """``(sel, tab_y, tab_x)``: for every pixel ``pix`` of group ``g_p``, the flat index
+    ``g*kmax + j`` of the group's point nearest to its vote (first on ties) in the padded point
+    tables ``(B*C, kmax)``."""
+    dev = offset.device
+    _, _, H, W = offset.shape
+    HW = H * W
+    start = torch.cumsum(n_grp, 0) - n_grp
+    vg = grp[:n_valid]  # the valid points are the first n_valid after sorting
+    rank = torch.arange(n_valid, device=dev) - start[vg]
+    tab_y = torch.full((n_grp.shape[0], kmax), float("inf"), dtype=torch.float32, device=dev)
+    tab_x = torch.full((n_grp.shape[0], kmax), float("inf"), dtype=torch.float32, device=dev)
+    tab_y[vg, rank] = py[:n_valid].float()
+    tab_x[vg, rank] = px[:n_valid].float()
+    rem = pix % HW
+    off_flat = offset.reshape(-1)
+    obase = (pix - rem) * 2 + rem  # b * 2HW + rem
+    vy = (rem // W).float() + take(off_flat, obase)
+    vx = (rem % W).float() + take(off_flat, obase + HW)
+    j = torch.zeros_like(pix)
+    chunk = max(1, (1 << 22) // kmax)
+    for s in range(0, pix.shape[0], chunk):
+        gs = g_p[s:s + chunk]
+        d = sq_dist(tab_y.index_select(0, gs), tab_x.index_select(0, gs), vy[s:s + chunk, None],
+                    vx[s:s + chunk, None])
+        j[s:s + chunk] = d.argmin(1)
+    return g_p * kmax + j, tab_y, tab_x
 
 
 def refine_point(offset, points, image_label, wsss):
@@ -204,7 +278,8 @@ def refine_point(offset, points, image_label, wsss):
         weight 1 and the offset to the GT point nearest to its vote ``p + offset(p)``.
         ``stats``: ``refined_instances_per_image`` (points that got pixels), ``mean_confidence`` (1.0,
         0 without instance), ``skipped_component_fraction`` (fraction of (image, labelled class) WSSS
-        foregrounds left unlabelled because the class has no point), ``refine_time_s``.
+        foregrounds left unlabelled because the class has no point) as 0-dim device tensors, and
+        ``refine_time_s``. One host sync (the point and pixel counts).
     """
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -216,27 +291,11 @@ def refine_point(offset, points, image_label, wsss):
         C = image_label.shape[1]
         if len(points) != B:
             raise ValueError(f"points must hold one (K, 3) tensor per image ({B}), got {len(points)}")
-        fg = _gt_foreground(wsss.detach().to(dev).long(), image_label, C)  # (B, H, W) 0 / c+1
-
-        pts = []
-        for b, p in enumerate(points):
-            p = torch.as_tensor(p).reshape(-1, 3).to(dev).long()  # no-op when already there
-            pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long, device=dev), p], 1))
-        pts = torch.cat(pts, 0)  # (K, 4) [b, y, x, c]
-        pb, py, px, pc = pts.unbind(1)
-        ok = (py >= 0) & (py < H) & (px >= 0) & (px < W) & (pc >= 0) & (pc < C)
-        ok = ok & (image_label[pb, pc.clamp(0, C - 1)] > 0)
-        grp = pb * C + pc.clamp(0, C - 1)  # (image, class) group
-        K = pts.shape[0]
-        key = torch.where(ok, grp * (K + 1) + torch.arange(K, device=dev), torch.full_like(grp, 1 << 62))
-        order = torch.argsort(key)  # valid points first, by group, then in the given order
-        grp, py, px, ok = grp[order], py[order], px[order], ok[order]
-        n_grp = torch.zeros(B * C, dtype=torch.long, device=dev).index_add_(0, grp, ok.long())
-        fg_flat = fg.reshape(B, HW)
+        fg_flat = _gt_foreground(wsss.detach().to(dev).long(), image_label, C).reshape(B, HW)  # 0 / c+1
+        grp, py, px, n_grp = _sorted_points(points, image_label, H, W)
         present = torch.zeros((B, C + 1), dtype=torch.bool, device=dev)
         present.scatter_(1, fg_flat, torch.ones_like(fg_flat, dtype=torch.bool))
         has_fg = present[:, 1:].reshape(-1)
-
         # pixels to label: foreground of a class that has points
         g_map = torch.where(fg_flat > 0, torch.arange(B, device=dev)[:, None] * C + fg_flat - 1,
                             torch.zeros_like(fg_flat))
@@ -250,36 +309,12 @@ def refine_point(offset, points, image_label, wsss):
         n_unlab = (has_fg & (n_grp == 0)).sum()
         if pix.numel() == 0 or kmax == 0:
             return targets, _stats(0, 0, n_unlab, has_fg.sum(), B, t0, dev)
-
-        # the valid points are the first n_valid after sorting
-        start = torch.cumsum(n_grp, 0) - n_grp
-        vg = grp[:n_valid]
-        rank = torch.arange(n_valid, device=dev) - start[vg]
-        tab_y = torch.full((B * C, kmax), float("inf"), dtype=torch.float32, device=dev)
-        tab_x = torch.full((B * C, kmax), float("inf"), dtype=torch.float32, device=dev)
-        tab_y[vg, rank] = py[:n_valid].float()
-        tab_x[vg, rank] = px[:n_valid].float()
-
-        g_p = take(g_map, pix)
+        sel, tab_y, tab_x = _nearest_point(offset, pix, take(g_map, pix), grp, py, px, n_grp, kmax, n_valid)
         rem = pix % HW
-        y_p = (rem // W).float()
-        x_p = (rem % W).float()
-        off_flat = offset.reshape(-1)
-        obase = (pix - rem) * 2 + rem  # b * 2HW + rem
-        vy = y_p + take(off_flat, obase)
-        vx = x_p + take(off_flat, obase + HW)
-        j = torch.zeros_like(pix)
-        chunk = max(1, (1 << 22) // kmax)
-        for s in range(0, pix.shape[0], chunk):
-            gs = g_p[s:s + chunk]
-            d = sq_dist(tab_y.index_select(0, gs), tab_x.index_select(0, gs), vy[s:s + chunk, None],
-                         vx[s:s + chunk, None])
-            j[s:s + chunk] = d.argmin(1)
-        sel = g_p * kmax + j
+        obase = (pix - rem) * 2 + rem
         t_weight.view(-1).index_fill_(0, pix, 1.0)
-        t_offset.view(-1).index_copy_(0, obase, take(tab_y, sel) - y_p)
-        t_offset.view(-1).index_copy_(0, obase + HW, take(tab_x, sel) - x_p)
-
+        t_offset.view(-1).index_copy_(0, obase, take(tab_y, sel) - (rem // W).float())
+        t_offset.view(-1).index_copy_(0, obase + HW, take(tab_x, sel) - (rem % W).float())
         used = torch.zeros(B * C * kmax, dtype=torch.bool, device=dev)
         used.index_fill_(0, sel, True)
         n_inst = used.sum()

@@ -1,24 +1,23 @@
-"""Self-refinement cost (docs/method.md §5.1) vs one training forward + backward.
+"""Self-refinement cost (docs/method.md §5.1, issue 15), on CPU and, when available, CUDA, in one run.
 
-1. ``refine_image_label`` (with center clustering) on synthetic network outputs: batch 4 at
-   416x416, C = 20, 2-3 classes per image with ~3 instances each (noisy heatmaps / offsets /
-   semantic maps; the WSSS map is the noisy semantic argmax). Median wall time over ``--runs``.
-2. Forward + backward of the real BESTIE R50 model (``configs/VOC/bestie_R50_image_label.yaml``,
-   random init, refinement off) on a mapper-like batch of the same size; if the BESTIE model
-   cannot be built, a Detectron2 R50 backbone + three 3x3-conv heads instead.
-3. (``--in-situ``) the refinement time measured inside the model's training forward on its own
-   (random-init, hence very noisy) outputs.
+1. ``refine``: ``refine_image_label`` (with center clustering) alone on synthetic network outputs
+   (416x416, C = 20, 2-3 classes per image with ~3 instances each, noisy heatmaps / offsets /
+   semantic maps; WSSS = the noisy semantic argmax), per device, batch and labelling backend
+   (``opencv`` / ``torch``); median wall time over ``--runs`` (after a warm-up).
+2. ``step``: one full training step (forward + backward + Adam) of the configs' BESTIE models
+   (``--models R50 HRNet48``: ``configs/VOC/bestie_{R50,HRNet48}_image_label.yaml``, random init)
+   on mapper-like batches (``bench_train_step.synthetic_batch``), refinement off and on (the
+   model's own outputs; backend "auto"), per device, model and batch; the table gives both and
+   the refinement's share ``(on - off) / off``.
+3. ``worst``: the worst inputs for iterative labelling through ``refine_image_label``: one
+   1-pixel-wide spiral WSSS region (the longest path) and many tiny components (an isolated pixel
+   every 2 px), per device and backend.
 
-Prints the times and the ratio refinement / (forward + backward), e.g.::
+On CPU keep it small (defaults: 1 step after 1 warm-up, 3 refinement runs); flags choose subsets::
 
-    refine (batch 4, 416x416, cpu, 2 threads): 1.473 s (min 0.976), 8.00 instances/image, ...
-    forward+backward BESTIE R50 (batch 4, 416x416, cpu, 2 threads): 72.80 s (min 62.43)
-    ratio refine / (forward+backward): 2.0%
-
-(this shared 2-core machine under load; with ``--threads 1`` the refinement takes ~0.25 s.)
-
-    .venv/bin/python benchmarks/bench_refine.py [--batch 4] [--size 416] [--runs 5]
-        [--model-runs 2] [--threads 0] [--device cpu|cuda] [--in-situ] [--skip-model]
+    .venv/bin/python benchmarks/bench_refine.py [--devices cpu cuda] [--parts refine step worst]
+        [--models R50 HRNet48] [--batches 4 16] [--size 416] [--runs 3] [--steps 1] [--threads 0]
+        [--backends opencv torch]
 """
 import argparse
 import os
@@ -37,6 +36,7 @@ sys.path.insert(0, HERE)
 import bestie_d2  # noqa: E402,F401
 from bestie_d2.modeling.center_clustering import ClusterParams  # noqa: E402
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label  # noqa: E402
+from bench_train_step import synthetic_batch as synthetic_train_batch  # noqa: E402
 from reference_decode import make_synthetic_outputs  # noqa: E402
 
 
@@ -81,139 +81,117 @@ def synthetic_batch(batch, size, num_classes, seed=0):
     return (logits, center, offset, label, wsss), inputs
 
 
-def time_refine(args, outputs, device):
+def time_refine_backend(outputs, device, backend, runs):
+    """Median seconds of ``refine_image_label`` on ``outputs`` with one labelling backend."""
     logits, center, offset, label, wsss = (t.to(device) for t in outputs)
-    params, cluster = RefineParams(), ClusterParams()
+    params, cluster = RefineParams(components_backend=backend), ClusterParams()
     refine_image_label(logits, center, offset, label, wsss, params, cluster)  # warm-up
-    times, stats = [], None
-    for _ in range(args.runs):
+    times = []
+    for _ in range(runs):
         sync(device)
         t = time.perf_counter()
-        _, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster)
+        refine_image_label(logits, center, offset, label, wsss, params, cluster)
         sync(device)
         times.append(time.perf_counter() - t)
-    return times, stats
+    return statistics.median(times)
 
 
-class _SimpleModel(torch.nn.Module):
-    """Fallback: Detectron2 R50 backbone + 3x3-conv semantic / center / offset heads on res5,
-    upsampled to the input (the same outputs as BESTIE, without its decoder)."""
+def worst_case_outputs(kind, batch, size, num_classes=20):
+    """Outputs whose WSSS map is the worst case for iterative labelling (class 0 everywhere on it)."""
+    from bench_connected_components import spiral_mask
 
-    def __init__(self, num_classes):
-        super().__init__()
-        from detectron2.config import get_cfg
-        from detectron2.modeling import build_resnet_backbone
-        from detectron2.layers import ShapeSpec
-
-        cfg = get_cfg()
-        cfg.MODEL.RESNETS.DEPTH = 50
-        cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
-        cfg.MODEL.BACKBONE.FREEZE_AT = 0
-        self.backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3))
-
-        def head(out):
-            return torch.nn.Sequential(torch.nn.Conv2d(2048, 256, 3, padding=1), torch.nn.ReLU(),
-                                       torch.nn.Conv2d(256, out, 1))
-
-        self.sem, self.ctr, self.off = head(num_classes + 1), head(num_classes), head(2)
-
-    def forward(self, inputs):
-        x = torch.stack([i["image"] for i in inputs]).float() / 255.0
-        f = self.backbone(x)["res5"]
-        up = lambda t: torch.nn.functional.interpolate(t, size=x.shape[-2:], mode="bilinear",  # noqa: E731
-                                                       align_corners=False)
-        sem, ctr, off = up(self.sem(f)), up(self.ctr(f)), up(self.off(f))
-        tgt_sem = torch.stack([i["sem_seg"] for i in inputs])
-        loss = torch.nn.functional.cross_entropy(sem, tgt_sem)
-        loss = loss + ((ctr - torch.stack([i["center"] for i in inputs])) ** 2).mean()
-        loss = loss + (off - torch.stack([i["offset"] for i in inputs])).abs().mean()
-        return {"loss": loss}
+    if kind == "spiral":
+        fg = torch.from_numpy(spiral_mask(size, size))
+    else:  # tiny: an isolated pixel every 2 px
+        fg = torch.zeros(size, size, dtype=torch.bool)
+        fg[::2, ::2] = True
+    g = torch.Generator().manual_seed(0)
+    wsss = fg.long()[None].repeat(batch, 1, 1)
+    logits = torch.randn(batch, num_classes + 1, size, size, generator=g)
+    center = torch.rand(batch, num_classes, size, size, generator=g)
+    offset = torch.randn(batch, 2, size, size, generator=g) * 3
+    label = torch.zeros(batch, num_classes)
+    label[:, 0] = 1
+    return logits, center, offset, label, wsss
 
 
-def build_models(args, device):
-    """(name, model) for the real BESTIE R50 when it builds, else the fallback."""
-    try:
-        from detectron2.config import get_cfg
-        from detectron2.modeling import build_model
+def build_bestie(model, device):
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
 
-        cfg = get_cfg()
-        bestie_d2.add_bestie_config(cfg)
-        cfg.merge_from_file(os.path.join(ROOT, "configs/VOC/bestie_R50_image_label.yaml"))
-        cfg.merge_from_list(["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""])
-        torch.manual_seed(0)
-        model = build_model(cfg)
-        if type(model).__name__ != "BESTIE":
-            raise RuntimeError(f"built {type(model).__name__}")
-        return "BESTIE R50", model
-    except Exception as e:  # noqa: BLE001 (benchmark fallback)
-        print(f"(BESTIE model not available: {e!r}; using R50 + simple heads)")
-        return "R50 + simple heads", _SimpleModel(args.classes).to(device)
+    cfg = get_cfg()
+    bestie_d2.add_bestie_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, f"configs/VOC/bestie_{model}_image_label.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""])
+    torch.manual_seed(0)
+    return build_model(cfg), cfg
 
 
-def time_model(model, inputs, runs, device, refine):
+def time_step(model, optimizer, batch, steps, device, refine):
     from detectron2.utils.events import EventStorage
 
     model.train()
-    if hasattr(model, "refine_active"):
-        model.refine_active = refine
-    times, refine_times = [], []
+    model.refine_active = refine
+    times = []
     with EventStorage(0):
-        for i in range(runs + 1):
+        for i in range(steps + 1):  # the first step is a warm-up
             sync(device)
             t = time.perf_counter()
-            losses = model(inputs)
+            losses = model(batch)
+            optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
+            optimizer.step()
             sync(device)
-            model.zero_grad(set_to_none=True)
-            if i > 0:  # the first step is a warm-up
+            if i > 0:
                 times.append(time.perf_counter() - t)
-                stats = getattr(model, "last_refine_stats", None)
-                if refine and stats:
-                    refine_times.append(stats["refine_time_s"])
-    return times, refine_times
+    return statistics.median(times)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    ap.add_argument("--parts", nargs="+", default=["refine", "step", "worst"], choices=["refine", "step", "worst"])
+    ap.add_argument("--models", nargs="+", default=["R50", "HRNet48"])
+    ap.add_argument("--batches", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--size", type=int, default=416)
     ap.add_argument("--classes", type=int, default=20)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--model-runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3, help="refinement runs (median; CUDA: x5)")
+    ap.add_argument("--steps", type=int, default=1, help="training steps after one warm-up (CUDA: x10)")
+    ap.add_argument("--backends", nargs="+", default=["opencv", "torch"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--in-situ", action="store_true", help="also time refinement inside the model")
-    ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    dev = args.device
-    nt = torch.get_num_threads()
-    where = dev if not dev.startswith("cuda") else torch.cuda.get_device_name()
-    head = f"batch {args.batch}, {args.size}x{args.size}, {where}, {nt} thread{'s' if nt > 1 else ''}"
-
-    outputs, inputs = synthetic_batch(args.batch, args.size, args.classes)
-    times, stats = time_refine(args, outputs, dev)
-    t_ref = statistics.median(times)
-    print(f"refine ({head}): {t_ref:.3f} s (min {min(times):.3f}), "
-          f"{stats['refined_instances_per_image']:.2f} instances/image, "
-          f"mean confidence {stats['mean_confidence']:.3f}, skipped components "
-          f"{stats['skipped_component_fraction']:.2f}", flush=True)
-    if args.skip_model:
-        return 0
-
-    name, model = build_models(args, dev)
-    inputs = [{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in x.items()} for x in inputs]
-    ftimes, _ = time_model(model, inputs, args.model_runs, dev, refine=False)
-    t_fb = statistics.median(ftimes)
-    print(f"forward+backward {name} ({head}): {t_fb:.2f} s (min {min(ftimes):.2f})", flush=True)
-    print(f"ratio refine / (forward+backward): {100 * t_ref / t_fb:.1f}%")
-    if args.in_situ and hasattr(model, "refine_active"):
-        stimes, rtimes = time_model(model, inputs, args.model_runs, dev, refine=True)
-        if rtimes:
-            print(f"in the model, on its own random-init outputs: step {statistics.median(stimes):.2f} s, "
-                  f"refinement {statistics.median(rtimes):.3f} s "
-                  f"({100 * statistics.median(rtimes) / statistics.median(stimes):.1f}% of the step)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, size {args.size}", flush=True)
+    rows = []
+    for dev in args.devices:
+        where = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
+        runs, steps = (args.runs * 5, args.steps * 10) if dev.startswith("cuda") else (args.runs, args.steps)
+        for b in args.batches if "refine" in args.parts else []:
+            outputs, _ = synthetic_batch(b, args.size, args.classes)
+            for be in args.backends:
+                t = time_refine_backend(outputs, dev, be, runs)
+                rows.append(f"refine  {where:24s} batch {b:3d} {be:7s} {1000 * t:9.1f} ms")
+                print(rows[-1], flush=True)
+        for kind in ("spiral", "tiny") if "worst" in args.parts else []:
+            outputs = worst_case_outputs(kind, 4, args.size, args.classes)
+            for be in args.backends:
+                t = time_refine_backend(outputs, dev, be, runs)
+                rows.append(f"worst   {where:24s} {kind:6s} b4 {be:7s} {1000 * t:9.1f} ms")
+                print(rows[-1], flush=True)
+        for name in args.models if "step" in args.parts else []:
+            model, cfg = build_bestie(name, dev)
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.SOLVER.BASE_LR)
+            for b in args.batches:
+                batch = [{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in x.items()}
+                         for x in synthetic_train_batch(b, args.size, cfg.BESTIE.NUM_CLASSES)]
+                off = time_step(model, opt, batch, steps, dev, refine=False)
+                on = time_step(model, opt, batch, steps, dev, refine=True)
+                rows.append(f"step    {where:24s} {name:8s} batch {b:3d} off {off:8.3f} s  on {on:8.3f} s  "
+                            f"refinement +{100 * (on - off) / off:5.1f} % of the step")
+                print(rows[-1], flush=True)
+            del model, opt
+    print("\n".join(["", "summary:"] + rows))
     return 0
 
 

@@ -8,10 +8,12 @@ generators, and written to a temporary file. Each tree then runs ``decode_instan
 ``sys.path``, and the outputs are compared with ``torch.equal`` (every tensor, every bit)::
 
     .venv/bin/python benchmarks/compare_outputs.py [--before /work/before] [--after .]
-        [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch]
+        [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch] [--time ROUNDS]
 
 ``--backend`` selects the component labelling of the ``--after`` tree (``decode_instances(backend=)``,
 ``RefineParams.components_backend``; the tree before the device labelling has only OpenCV).
+``--time R`` also times every call on 1 thread in R interleaved before/after worker runs (3 repeats
+each after a warm-up) and prints the medians and their ratio.
 
 Prints one line per output and exits 1 if any differs. The worker finds the functions under their
 module names in either layout (``bestie_d2.modeling.post_processing`` / ``self_refinement`` /
@@ -20,9 +22,11 @@ module names in either layout (``bestie_d2.modeling.post_processing`` / ``self_r
 """
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -58,8 +62,9 @@ def make_inputs(sizes):
     return {k: v.numpy() for k, v in arrays.items()}
 
 
-def worker(tree, inp, out, backend="default"):
-    """Run in a subprocess: the tree's functions on the inputs, outputs to ``out``."""
+def worker(tree, inp, out, backend="default", repeats=0):
+    """Run in a subprocess: the tree's functions on the inputs, outputs to ``out``; with
+    ``repeats``, each call is timed that many times (after one warm-up) and the times are saved."""
     sys.path.insert(0, tree)
     import bestie_d2
 
@@ -78,18 +83,32 @@ def worker(tree, inp, out, backend="default"):
     torch.set_num_threads(1)
     with np.load(inp) as f:
         x = {k: torch.from_numpy(f[k]) for k in f.files}
-    res = {}
+    res, times = {}, {}
+
+    def call(name, fn):
+        out = fn()
+        if repeats:
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            times[f"time/{name}"] = torch.tensor(ts, dtype=torch.float64)
+        return out
+
     for key in sorted(k.split("/")[0] for k in x if k.endswith("/sem_prob")):
         for name, cl in (("cluster", ClusterParams()), ("nocluster", None)):
-            m, c, s = decode_instances(x[f"{key}/sem_prob"], x[f"{key}/center"], x[f"{key}/offset"],
-                                       center_threshold=0.1, nms_kernel=41, min_area=50, cluster=cl, **kw)
+            m, c, s = call(f"decode_{key}_{name}", lambda: decode_instances(
+                x[f"{key}/sem_prob"], x[f"{key}/center"], x[f"{key}/offset"],
+                center_threshold=0.1, nms_kernel=41, min_area=50, cluster=cl, **kw))
             res.update({f"{key}_{name}/masks": m, f"{key}_{name}/classes": c, f"{key}_{name}/scores": s})
     r = [x[f"refine/{k}"] for k in ("logits", "center", "offset", "label", "wsss")]
-    t, _ = refine_image_label(*r, RefineParams(**rkw), ClusterParams())
+    t, _ = call("refine_image", lambda: refine_image_label(*r, RefineParams(**rkw), ClusterParams()))
     res.update({f"refine_image/{k}": v for k, v in t.items()})
     points = [x[f"refine/points{b}"] for b in range(r[0].shape[0])]
-    t, _ = refine_point(r[2], points, r[3], r[4])
+    t, _ = call("refine_point", lambda: refine_point(r[2], points, r[3], r[4]))
     res.update({f"refine_point/{k}": v for k, v in t.items()})
+    res.update(times)
     np.savez(out, **{k: v.numpy() for k, v in res.items()})
 
 
@@ -101,10 +120,12 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[416, 512])
     ap.add_argument("--backend", choices=["default", "opencv", "torch"], default="default",
                     help="component labelling of the --after tree (default: its own default)")
-    ap.add_argument("--worker", nargs=4, metavar=("TREE", "IN", "OUT", "BACKEND"), help=argparse.SUPPRESS)
+    ap.add_argument("--time", type=int, default=0, metavar="ROUNDS",
+                    help="also time every call (1 thread): ROUNDS alternating before/after runs of 3 repeats")
+    ap.add_argument("--worker", nargs=5, metavar=("TREE", "IN", "OUT", "BACKEND", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(*args.worker)
+        worker(*args.worker[:4], int(args.worker[4]))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         inp = os.path.join(tmp, "inputs.npz")
@@ -114,9 +135,23 @@ def main(argv=None):
             outs[tag] = os.path.join(tmp, f"{tag}.npz")
             backend = args.backend if tag == "after" else "default"
             subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
-                            outs[tag], backend], check=True, cwd=tmp)
+                            outs[tag], backend, "0"], check=True, cwd=tmp)
+        timing = {"before": {}, "after": {}}
+        for rnd in range(args.time):  # interleaved: before, after, before, ... (a shared machine drifts)
+            for tag, tree in (("before", args.before), ("after", args.after)):
+                backend = args.backend if tag == "after" else "default"
+                t_out = os.path.join(tmp, f"time_{tag}.npz")
+                subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
+                                t_out, backend, "3"], check=True, cwd=tmp)
+                with np.load(t_out) as f:
+                    for k in f.files:
+                        if k.startswith("time/"):
+                            timing[tag].setdefault(k[5:], []).extend(f[k].tolist())
+        for name in sorted(timing["before"]):
+            tb, ta = statistics.median(timing["before"][name]), statistics.median(timing["after"][name])
+            print(f"time {name:28s} before {1000 * tb:8.1f} ms  after {1000 * ta:8.1f} ms  after/before {ta / tb:.2f}")
         with np.load(outs["before"]) as a, np.load(outs["after"]) as b:
-            keys = sorted(set(a.files) | set(b.files))
+            keys = sorted(k for k in set(a.files) | set(b.files) if not k.startswith("time/"))
             bad = 0
             for k in keys:
                 same = k in a.files and k in b.files and torch.equal(torch.from_numpy(a[k]), torch.from_numpy(b[k]))

@@ -68,3 +68,22 @@ def test_opencv_numbers_8_connected_components_by_2x2_blocks():
     for backend in ("opencv", "torch"):
         cb = label_class_maps(cm, 1, backend=backend)
         assert cb.lab[0, 1, 0] == 1 and cb.lab[0, 0, 4] == 2, backend
+
+
+def test_torch_labelling_reruns_until_converged():
+    """A 300x300 1-px spiral needs 9 rounds, more than the first 8: the rerun (16) gives OpenCV's batch."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+    from bench_connected_components import spiral_mask
+    from bestie_d2.modeling.connected_components import connected_components_torch
+
+    s = spiral_mask(300, 300)
+    assert connected_components_torch(torch.from_numpy(s)[None], 8, first_check=1, check_every=1).rounds > 8
+    cm = torch.from_numpy(s.astype(np.uint8) * 3)[None]
+    mag = torch.from_numpy(np.random.default_rng(0).random((1, 300, 300)) < 0.6)
+    cl = ClusterParams(area=3, area_eps=2)
+    a, b = (label_class_maps(cm, 5, mag, cl, backend=be) for be in ("opencv", "torch"))
+    assert a.M == 1 and a.cand.shape[0] > 0
+    assert_same_batch(a, b)

@@ -200,8 +200,10 @@ def _candidates_torch(lab, mag_mask, cluster, B, H, W, rounds):
 
 
 def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, rounds=8):
-    """The torch backend; one host sync (a second one and more only when ``rounds`` labelling
-    rounds did not converge: measured 4-9 rounds on noise, mazes, full images and 1-px spirals)."""
+    """The torch backend; one host sync, plus one per rerun when ``rounds`` labelling rounds did
+    not reach a fixed point (then again with twice the rounds; connected_components' docstring
+    gives the measured rounds: 4-8 on noise, mazes, full images and the benchmark inputs, more on
+    1-px spirals, which take a second pass)."""
     B, H, W = class_maps.shape
     while True:
         lab, table, M, conv = _component_table(class_maps.long(), min_area, rounds)

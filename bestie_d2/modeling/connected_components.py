@@ -11,6 +11,9 @@ Public API:
   implementation per device (OpenCV for CPU tensors, torch for others; see ``pick_backend``).
 * ``connected_components_torch(masks, connectivity=8, first_check=8, check_every=4)`` and
   ``connected_components_opencv(masks, connectivity=8)``: the two implementations.
+* ``value_region_roots(values, connectivity, ...)``: the torch labelling of integer maps (pixels
+  connect to neighbours of the same non-zero value), as region roots; optionally sync-free.
+* ``label_components(mask, connectivity)``: the package's one OpenCV call (with stats).
 
 Both return the same partition as ``cv2.connectedComponents(mask, connectivity=...)`` on every
 image (same pixel sets, hence the same areas); component *ids* may differ by a permutation.
@@ -236,7 +239,8 @@ def value_region_roots(values, connectivity=8, first_check=8, check_every=4, syn
     N, H, W = values.shape
     device = values.device
     if N * H * W == 0:
-        return torch.full((N, H, W), -1, dtype=torch.int64, device=device), 0 if sync else torch.ones((), dtype=torch.bool, device=device)
+        done = 0 if sync else torch.ones((), dtype=torch.bool, device=device)
+        return torch.full((N, H, W), -1, dtype=torch.int64, device=device), done
     V = torch.nn.functional.pad(values.to(torch.int64), (1, 1, 1, 1)).reshape(-1)
     V = torch.cat([V, V.new_zeros(1)])
     none = V.numel() - 1

@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from .. import compat
 
-__all__ = ["launch"]
+__all__ = ["launch", "launch_from_args"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -53,3 +53,17 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
     logger.info(f"No CUDA: launching {num_gpus_per_machine} CPU processes per machine with gloo ({dist_url})")
     mp.spawn(_cpu_worker, nprocs=num_gpus_per_machine,
              args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout), daemon=False)
+
+
+def launch_from_args(main_func, args, *extra):
+    """``launch(main_func, ...)`` with the process layout of parsed ``default_argument_parser`` args
+    (``num_gpus``, ``num_machines``, ``machine_rank``, ``dist_url``); ``main_func(args, *extra)``
+    runs in every process."""
+    return launch(
+        main_func,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args, *extra),
+    )

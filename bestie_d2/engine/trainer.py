@@ -129,7 +129,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        mapper = cls._mapper(cfg, is_train=True)
+        mapper = cls.build_mapper(cfg, is_train=True)
         if _is_meta(cfg, "BESTIE"):
             dicts = cls.checked_train_dicts(cfg, mapper)
             return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
@@ -164,11 +164,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = cls._mapper(cfg, is_train=False)
+        mapper = cls.build_mapper(cfg, is_train=False)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @staticmethod
-    def _mapper(cfg, is_train):
+    def build_mapper(cfg, is_train):
+        """The dataset mapper of ``cfg``'s meta-architecture: BestieDatasetMapper for BESTIE,
+        PAMDatasetMapper for PAMClassifier, None (detectron2's DatasetMapper) otherwise."""
         if _is_meta(cfg, "BESTIE"):
             from ..data.mappers import BestieDatasetMapper
 

@@ -62,7 +62,7 @@ def build_test_mapper(cfg):
 
     from ..engine.trainer import Trainer
 
-    mapper = Trainer._mapper(cfg, is_train=False)
+    mapper = Trainer.build_mapper(cfg, is_train=False)
     return mapper if mapper is not None else DatasetMapper(cfg, is_train=False)
 
 
@@ -95,20 +95,13 @@ def main(args) -> Optional[dict]:
 
 
 def invoke_main(argv=None):
-    from ..engine.launch import launch
+    from ..engine.launch import launch_from_args
 
     parser = build_argument_parser()
     args = parser.parse_args(argv)
     if not args.config_file:
         parser.error("the following arguments are required: --config-file")
-    return launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    return launch_from_args(main, args)
 
 
 def cli(argv=None) -> int:

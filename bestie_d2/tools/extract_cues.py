@@ -49,11 +49,12 @@ from bestie_d2.data.mappers import record_classes
 from bestie_d2.engine.checkpoint import SafeCheckpointer
 from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
 from bestie_d2.modeling.cam_grabcut import grabcut_semantic
+from bestie_d2.engine.launch import launch_from_args
 from bestie_d2.utils.io import atomic_write
 
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -303,14 +304,7 @@ def main(args, mode: str = "cues"):
 
 def invoke_main(argv=None, mode: str = "cues"):
     args = build_parser(mode).parse_args(argv)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args, mode),
-    )
+    launch_from_args(main, args, mode)
 
 
 def cli(argv=None) -> int:

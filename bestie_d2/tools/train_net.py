@@ -20,7 +20,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..maskrcnn_refinement import register_pseudo_coco_from_config
 from ..engine.checkpoint import SafeCheckpointer
-from ..engine.launch import launch
+from ..engine.launch import launch_from_args
 from ..engine.trainer import Trainer
 from ..utils.env import environment_info, format_environment
 
@@ -59,14 +59,7 @@ def main(args):
 def invoke_main(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
-    return launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    return launch_from_args(main, args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2.data.target_generator import make_pseudo_targets
-from bestie_d2.modeling.gaussian import gaussian_kernel, paste_gaussians_
+from bestie_d2.modeling.gaussian import gaussian_kernel, paste_gaussians_, paste_gaussians_numpy
 
 
 def gaussian_patch(sigma):
@@ -60,6 +60,11 @@ def test_kernel_and_paster_agree_exactly_with_numpy(sigma):
     pts = np.concatenate([rng.integers(-5, 75, size=(30, 2)), [[0, 0], [69, 59], [-1, 3], [70, 0]]])
     want = paste_gaussians(np.zeros((70, 60), np.float32), pts, sigma)
     assert np.array_equal(paste(np.zeros((70, 60), np.float32), pts, sigma), want)
+    # the data loader's numpy sibling (used by the target generator) agrees exactly too, also when
+    # merging into a map that already holds values
+    assert np.array_equal(paste_gaussians_numpy(np.zeros((70, 60), np.float32), pts, sigma), want)
+    base = rng.random((70, 60)).astype(np.float32)
+    assert np.array_equal(paste_gaussians_numpy(base.copy(), pts, sigma), paste(base.copy(), pts, sigma))
 
 
 def test_gaussian_patch_shape_and_peak():

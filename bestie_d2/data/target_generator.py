@@ -14,17 +14,16 @@ Center targets:
 * ``supervision == "point"``: one Gaussian at every cue of every labelled class, whatever its
   component (the offsets still point to the centroid, as in the authors' code, docs/method.md §11.7).
 
-Gaussians are pasted by the package's one paster, ``bestie_d2.modeling.gaussian.paste_gaussians_``
-(also used by self-refinement): ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``, pasted
+Gaussians are pasted with ``bestie_d2.modeling.gaussian.paste_gaussians_numpy``, the numpy sibling
+of self-refinement's ``paste_gaussians_`` (same kernel, tested to agree exactly): ``(6σ+3)²`` patches with peak 1 centred at index ``3σ+1``, pasted
 with the centre on the integer point, clipped at the borders and max-merged; points outside the
-map are skipped. The numpy maps are written in place through ``torch.from_numpy`` views. Everything else (background, rejected and small components) stays at
+map are skipped. Everything else (background, rejected and small components) stays at
 ``weight = 0`` with zero center/offset targets.
 """
 import cv2
 import numpy as np
-import torch
 
-from ..modeling.gaussian import paste_gaussians_
+from ..modeling.gaussian import paste_gaussians_numpy
 
 __all__ = ["make_pseudo_targets", "SUPERVISION_TYPES"]
 
@@ -33,9 +32,7 @@ SUPERVISION_TYPES = ("image", "point")
 
 def _paste(center, channel, points_yx, sigma):
     """Max-merge Gaussians at integer ``(y, x)`` points into ``center[channel]`` (numpy, in place)."""
-    pts = torch.from_numpy(np.ascontiguousarray(points_yx, dtype=np.int64).reshape(-1, 2))
-    channels = torch.full((pts.shape[0],), int(channel), dtype=torch.long)
-    paste_gaussians_(torch.from_numpy(center), channels, pts, sigma)
+    paste_gaussians_numpy(center[channel], points_yx, sigma)
 
 
 def make_pseudo_targets(

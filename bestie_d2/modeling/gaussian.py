@@ -8,13 +8,17 @@ the borders and max-merged into the map; points outside the map are skipped.
 
 ``paste_gaussians_`` pastes any number of points into any number of maps with one
 ``scatter_reduce(amax)``: no Python loop over points and no host-device synchronisation, so the
-same code runs on CPU and GPU.
+same code runs on CPU and GPU. ``paste_gaussians_numpy`` is its CPU sibling for the data loader's
+numpy maps: the same kernel (``gaussian_kernel``) and clipping, a loop over the few points of an image,
+about 7x faster than going through torch for 3 points on a 416² map (tests check both agree exactly).
 """
 import math
+from functools import lru_cache
 
+import numpy as np
 import torch
 
-__all__ = ["gaussian_kernel", "paste_gaussians_"]
+__all__ = ["gaussian_kernel", "paste_gaussians_", "paste_gaussians_numpy"]
 
 
 def _check_sigma(sigma):
@@ -76,3 +80,38 @@ def paste_gaussians_(maps, channels, points_yx, sigma):
     vals = torch.where(valid, vals, torch.full_like(vals, float("-inf")))
     maps.view(-1).scatter_reduce_(0, flat.reshape(-1), vals.reshape(-1), reduce="amax", include_self=True)
     return maps
+
+
+@lru_cache(maxsize=16)
+def _numpy_kernel(sigma):
+    g = gaussian_kernel(sigma).numpy()
+    g.setflags(write=False)
+    return g
+
+
+def paste_gaussians_numpy(center_map, points_yx, sigma):
+    """:func:`paste_gaussians_` for one numpy map: max-merge the Gaussian at each integer point.
+
+    Args:
+        center_map: ``(H, W)`` float32 numpy array, modified in place.
+        points_yx: ``(K, 2)`` integer ``(y, x)`` pixel indices; points outside the map are skipped.
+        sigma: Gaussian sigma in pixels.
+
+    Returns ``center_map``.
+    """
+    sigma = _check_sigma(sigma)
+    pts = np.asarray(points_yx).reshape(-1, 2).astype(np.int64)
+    if pts.shape[0] == 0:
+        return center_map
+    g = _numpy_kernel(sigma)
+    S = g.shape[0]
+    c0 = 3 * sigma + 1
+    H, W = center_map.shape
+    for y, x in pts:
+        if not (0 <= y < H and 0 <= x < W):
+            continue
+        y0, x0 = int(round(y - c0)), int(round(x - c0))
+        ya, yb, xa, xb = max(0, y0), min(H, y0 + S), max(0, x0), min(W, x0 + S)
+        dst = center_map[ya:yb, xa:xb]
+        np.maximum(dst, g[ya - y0 : yb - y0, xa - x0 : xb - x0], out=dst)
+    return center_map

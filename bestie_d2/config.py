@@ -156,6 +156,10 @@ def add_inference_config(cfg):
     cfg.MODEL.BESTIE.TEST.SIZE_DIVISIBILITY = 32
     # Use the image labels to zero absent classes at test ("val_clean"; uses GT, off by default).
     cfg.MODEL.BESTIE.TEST.USE_IMAGE_LABELS = False
+    # Decode with the image's point labels instead of predicted centers: one instance per point
+    # (input "points", from the mapper's points file; uses labels: for the pseudo labels of the
+    # point route's training images, never for evaluation). Off by default.
+    cfg.MODEL.BESTIE.TEST.USE_POINTS = False
 
 
 def add_refinement_config(cfg):

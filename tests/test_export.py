@@ -171,7 +171,8 @@ def test_export_format_and_exact_masks(toy, tmp_path):
 
 
 def test_json_identical_to_the_export_before_the_refactor(toy, tmp_path):
-    """Same model, same data set, same settings: byte-identical json content and summary."""
+    """Same model, same data set, same settings: byte-identical json content and summary (the
+    ``info.point_guided`` field, added later, aside: False here)."""
     with open(BEFORE_REFACTOR) as f:
         before = json.load(f)
     assert set(before) == {"defaults", "no_label_filter_score0.1_area10"}
@@ -183,6 +184,7 @@ def test_json_identical_to_the_export_before_the_refactor(toy, tmp_path):
             data = json.load(f)
         assert data["info"]["image_root"] == root
         data["info"]["image_root"] = "<image_root>"
+        assert data["info"].pop("point_guided") is False
         assert json.dumps(data) == json.dumps(case["json"]), key
         assert json.loads(json.dumps(summary)) == case["summary"], key
     assert len(before["defaults"]["json"]["annotations"]) > len(toy["records"])  # not a vacuous case
@@ -384,3 +386,72 @@ def _spawned_main(toy_root, args):
     torch.set_num_threads(1)
     register_toy_dataset("test_toy", toy_root, **TOY_TEST_KWARGS)
     tool.main(args)
+
+
+def test_export_tiny_bestie_point_guided(toy, tmp_path):
+    """``use_points``: the default mapper adds each record's point labels, the model decodes one
+    instance per point (at most as many annotations as points, classes of the points, each mask
+    equal to the model's point-guided decoding), ``info.point_guided`` is recorded, the switch is
+    restored; a model asked for points without them says which image lacks them."""
+    import bestie_d2.modeling.bestie  # noqa: F401  (the BESTIE meta-architecture)
+    from bestie_d2.data.mappers import BestieDatasetMapper
+    from bestie_d2.data.points import read_points
+    from detectron2.modeling import build_model
+
+    cfg = _bestie_cfg(tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    sem = getattr(model.heads, "sem_predictor", None)
+    if sem is not None:  # random init predicts background everywhere: favour the classes
+        with torch.no_grad():
+            sem.weight.mul_(0.1)
+            sem.bias.zero_()
+            sem.bias[0] = -3.0
+    model.eval()
+    records = toy["records"][:3]
+    name = _subset("test_toy_train_first3", records)
+    out = str(tmp_path / "points.json")
+    summary = export_pseudo_coco(model, name, out, use_points=True)
+    assert model.test_use_points is False  # restored
+    with open(out) as f:
+        data = json.load(f)
+    assert data["info"]["point_guided"] is True
+    mapper = BestieDatasetMapper(is_train=False, num_classes=NUM_CLASSES, supervision="point", test_points=True)
+    n = 0
+    for r in records:
+        pts = read_points(r["center_points_file"], NUM_CLASSES)
+        inp = mapper(r)
+        np.testing.assert_array_equal(inp["points"].numpy(), pts[:, [1, 0, 2]].astype(np.int64))
+        anns = [a for a in data["annotations"] if a["image_id"] == r["image_id"]]
+        assert 0 < len(anns) <= len(pts)
+        assert {a["category_id"] - 1 for a in anns} <= {int(c) for c in pts[:, 2]}
+        model.test_use_points = model.test_use_image_labels = True
+        inst = model.inference([inp])[0]["instances"]
+        model.test_use_points = model.test_use_image_labels = False
+        assert len(inst) == len(anns)
+        for a, m in zip(anns, inst.pred_masks):
+            np.testing.assert_array_equal(mask_util.decode(a["segmentation"]).astype(bool), m.numpy())
+        n += len(anns)
+    assert summary["instances"] == n
+    model.test_use_points = True
+    with pytest.raises(ValueError, match="has no 'points'"):
+        model.inference([BestieDatasetMapper(is_train=False, num_classes=NUM_CLASSES)(records[0])])
+
+
+def test_cli_points_flag(toy, tmp_path):
+    """``--points``: auto is off for image supervision (the stub exports as before); on asks the
+    model for point-guided decoding, which a model without the switch refuses by name."""
+    from bestie_d2.tools import export_pseudo_coco as tool
+
+    cfg_file = tmp_path / "stub.yaml"
+    cfg_file.write_text(
+        'MODEL:\n  META_ARCHITECTURE: "_PseudoExportStub"\n  WEIGHTS: ""\n  DEVICE: "cpu"\n'
+        'DATASETS:\n  TRAIN: ("test_toy_train",)\n'
+    )
+    argv = ["--config-file", str(cfg_file), "--output", str(tmp_path / "a.json"), "--num-workers", "0"]
+    summary = tool.main(build_argument_parser().parse_args(argv))
+    with open(tmp_path / "a.json") as f:
+        assert json.load(f)["info"]["point_guided"] is False
+    assert summary["instances"] > 0
+    with pytest.raises(ValueError, match="test_use_points"):
+        tool.main(build_argument_parser().parse_args(argv + ["--points", "on"]))

@@ -1,5 +1,4 @@
 """Self-refinement (docs/method.md §5) on hand-built network outputs, and the torch Gaussian pasting."""
-import numpy as np
 import pytest
 import torch
 

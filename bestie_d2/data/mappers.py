@@ -31,7 +31,6 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
 
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
@@ -112,6 +111,7 @@ class BestieDatasetMapper:
         center_points_dir="",
         wsss_dir="",
         image_format="RGB",
+        test_points=False,
     ):
         """
         Args:
@@ -127,6 +127,10 @@ class BestieDatasetMapper:
             peak_points_dir, center_points_dir, wsss_dir: if set, ``<dir>/<image_id>.txt|png``
                 replace the record's ``peak_points_file``, ``center_points_file``, ``wsss_file``.
             image_format: "RGB" (the BESTIE configs) or "BGR"; from_config: ``INPUT.FORMAT``.
+            test_points: test inputs also carry ``points`` (K, 3) long ``[y, x, c]`` in original
+                pixels, read from the record's points file of ``supervision`` (cues with
+                ``conf > cue_threshold``), for point-guided decoding; from_config:
+                ``MODEL.BESTIE.TEST.USE_POINTS``.
         """
         if supervision not in SUPERVISION_TYPES:
             raise ValueError(f"supervision must be one of {SUPERVISION_TYPES}, got {supervision!r}")
@@ -144,6 +148,7 @@ class BestieDatasetMapper:
         self.center_points_dir = center_points_dir or ""
         self.wsss_dir = wsss_dir or ""
         self.image_format = image_format
+        self.test_points = bool(test_points)
         self._rng = None
         self._rng_pid = None
         mode = "training" if self.is_train else "inference"
@@ -170,6 +175,7 @@ class BestieDatasetMapper:
             # configs/Base-BESTIE.yaml sets "RGB" (the model's contract); follows the model's
             # PIXEL_MEAN order like every Detectron2 mapper
             "image_format": cfg.INPUT.FORMAT,
+            "test_points": cfg.MODEL.BESTIE.TEST.USE_POINTS,
         }
 
     # ------------------------------------------------------------------------------------------
@@ -228,9 +234,15 @@ class BestieDatasetMapper:
 
     def _map_test(self, record):
         image = self._read_image(record)
+        fields = {}
+        if self.test_points:
+            h, w = image.shape[:2]
+            pts = filter_by_confidence(read_points(self.points_path(record), self.num_classes, image_size=(h, w)),
+                                       self.cue_threshold)
+            fields["points"] = torch.as_tensor(pts[:, [1, 0, 2]].astype(np.int64).reshape(-1, 3))  # [y, x, c]
         return inference_input(
             image, self._image_label(record), height=record["height"], width=record["width"],
-            image_id=record["image_id"], file_name=record["file_name"],
+            image_id=record["image_id"], file_name=record["file_name"], **fields,
         )
 
     def _map_train(self, record):

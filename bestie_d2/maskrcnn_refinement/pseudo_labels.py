@@ -9,6 +9,10 @@ model's test mapper, by default the BESTIE test input of
 :class:`~bestie_d2.data.mappers.BestieDatasetMapper`), switches the model's test settings for the
 export and runs it.
 
+With point labels (the point route) the model can decode one instance per point of the image
+(``use_points``, :mod:`bestie_d2.modeling.point_decoding`) instead of finding centers; the points
+are training labels, like the image labels of the filter below.
+
 Per image, in this order: (1) with the label filter (default on) only classes of the image's
 labels (:func:`~bestie_d2.data.mappers.record_classes`) are kept — image labels are known at
 training time; a model with ``test_use_image_labels`` (BESTIE) is also asked to zero the absent
@@ -167,13 +171,15 @@ class PseudoLabelWriter(DatasetEvaluator):
         dataset_name: a registered split with ``thing_classes`` metadata.
         output_json: the json to write.
         score_threshold, keep_image_label_classes, min_area: the filters (module docstring).
-        flip_tta: recorded in ``info`` (the model's switch is the caller's; :func:`export_pseudo_coco`).
+        flip_tta, point_guided: recorded in ``info`` (the model's switches are the caller's;
+            :func:`export_pseudo_coco`).
         records: the split's records, if already loaded.
     """
 
     def __init__(self, dataset_name: str, output_json: str, *, score_threshold: float = 0.0,
                  keep_image_label_classes: bool = True, min_area: int = 0,
-                 flip_tta: Optional[bool] = None, records: Optional[Sequence[dict]] = None):
+                 flip_tta: Optional[bool] = None, point_guided: Optional[bool] = None,
+                 records: Optional[Sequence[dict]] = None):
         self.dataset_name, self.output_json = dataset_name, output_json
         self.records = list(DatasetCatalog.get(dataset_name) if records is None else records)
         self.index = {r["image_id"]: i for i, r in enumerate(self.records)}
@@ -198,6 +204,7 @@ class PseudoLabelWriter(DatasetEvaluator):
             "keep_image_label_classes": bool(keep_image_label_classes),
             "min_area": int(min_area),
             "flip_tta": flip_tta,
+            "point_guided": point_guided,
         }
         self.reset()
 
@@ -271,6 +278,7 @@ def export_pseudo_coco(
     keep_image_label_classes: bool = True,
     min_area: int = 0,
     flip_tta: Optional[bool] = None,
+    use_points: Optional[bool] = None,
     num_workers: int = 0,
 ) -> Optional[dict]:
     """Predict on the registered data set ``dataset_name`` and write a COCO instances json.
@@ -286,6 +294,10 @@ def export_pseudo_coco(
             with ``keep_image_label_classes`` the model is also asked to clean its semantic map
             with the image labels (``test_use_image_labels``), if it supports that.
         flip_tta: force the model's flip TTA (``test_flip``) on/off; None = the model's setting.
+        use_points: force point-guided decoding (``test_use_points``: one instance per point
+            label of the image, docs/method.md §9) on/off; None = the model's setting. On, the
+            inputs must carry ``points``: the default mapper then reads the records'
+            ``center_points_file`` (``BestieDatasetMapper(supervision="point", test_points=True)``).
         num_workers: data-loading workers per process.
 
     Under ``launch`` (world size > 1) every rank must call this; Detectron2's inference sampler
@@ -297,16 +309,20 @@ def export_pseudo_coco(
     inner = unwrap_model(model)
     if flip_tta and not hasattr(inner, "test_flip"):
         raise ValueError(f"flip TTA requested, but {type(inner).__name__} has no 'test_flip' switch")
+    if use_points and not hasattr(inner, "test_use_points"):
+        raise ValueError(f"point-guided decoding requested, but {type(inner).__name__} has no 'test_use_points' switch")
     records = DatasetCatalog.get(dataset_name)
+    guided = use_points if use_points is not None else bool(getattr(inner, "test_use_points", False))
     writer = PseudoLabelWriter(
         dataset_name, output_json, score_threshold=score_threshold,
         keep_image_label_classes=keep_image_label_classes, min_area=min_area, flip_tta=flip_tta,
-        records=records,
+        point_guided=guided, records=records,
     )
     if mapper is None:
-        mapper = BestieDatasetMapper(is_train=False, num_classes=len(writer.categories))
+        mapper = BestieDatasetMapper(is_train=False, num_classes=len(writer.categories),
+                                     supervision="point" if guided else "image", test_points=guided)
     loader = build_detection_test_loader(records, mapper=mapper, num_workers=num_workers)
     use_labels = True if keep_image_label_classes else None
-    with _test_switches(inner, test_flip=flip_tta, test_use_image_labels=use_labels):
+    with _test_switches(inner, test_flip=flip_tta, test_use_image_labels=use_labels, test_use_points=use_points):
         summary = inference_on_dataset(inner, loader, writer)
     return summary if comm.is_main_process() else None

@@ -23,6 +23,7 @@ from . import self_refinement
 from .center_clustering import ClusterParams
 from .heads import build_bestie_heads, resolve_norm, set_bn_momentum
 from .iag_loss import weighted_l1_loss, weighted_mse_loss
+from .point_decoding import decode_instances_with_points
 from .post_processing import decode_instances
 from .self_refinement import RefineParams
 from .semantic_loss import hard_pixel_cross_entropy
@@ -69,6 +70,7 @@ class BESTIE(nn.Module):
         test_use_clustering: bool = True,
         test_size_divisibility: int = 32,
         test_use_image_labels: bool = False,
+        test_use_points: bool = False,
     ):
         """
         NOTE: this interface is experimental.
@@ -88,7 +90,9 @@ class BESTIE(nn.Module):
                 ``test_use_clustering``, by decoding (None: no clustering).
             test_components_backend: component labelling of decoding, "auto" | "opencv" | "torch"
                 (refinement's is ``refine_params.components_backend``; both from the same key).
-            test_*: inference settings (docs/method.md §6).
+            test_*: inference settings (docs/method.md §6); ``test_use_points``: decode with the
+                input's ``points`` (one instance per point,
+                :func:`~bestie_d2.modeling.point_decoding.decode_instances_with_points`).
         """
         super().__init__()
         if supervision not in ("image", "point"):
@@ -115,6 +119,7 @@ class BESTIE(nn.Module):
         self.test_use_clustering = test_use_clustering
         self.test_size_divisibility = test_size_divisibility
         self.test_use_image_labels = test_use_image_labels
+        self.test_use_points = test_use_points
 
         self.refine_active = False
         self.return_maps = False
@@ -159,6 +164,7 @@ class BESTIE(nn.Module):
             "test_use_clustering": m.TEST.USE_CLUSTERING,
             "test_size_divisibility": m.TEST.SIZE_DIVISIBILITY,
             "test_use_image_labels": m.TEST.USE_IMAGE_LABELS,
+            "test_use_points": m.TEST.USE_POINTS,
         }
 
     @property
@@ -337,11 +343,20 @@ class BESTIE(nn.Module):
         for inp in batched_inputs:
             maps = self.inference_maps(inp)
             prob, center, offset = maps["sem_seg"], maps["center"], maps["offset"]
+            label = None
             if self.test_use_image_labels and "image_label" in inp:
                 label = inp["image_label"].to(self.device, torch.float32)
                 prob = prob.clone()
                 prob[1:] *= label.view(-1, 1, 1)
-            masks, classes, scores = self._decode(prob, center, offset)
+            if self.test_use_points:
+                if "points" not in inp:
+                    raise ValueError(
+                        f"test_use_points (MODEL.BESTIE.TEST.USE_POINTS) is set, but the input of image "
+                        f"{inp.get('image_id', '?')!r} has no 'points' (BestieDatasetMapper(test_points=True) adds them)"
+                    )
+                masks, classes, scores = decode_instances_with_points(prob, offset, inp["points"].to(self.device), label)
+            else:
+                masks, classes, scores = self._decode(prob, center, offset)
             h, w = prob.shape[-2:]
             inst = Instances((h, w))
             masks = masks.to(self.device).bool()

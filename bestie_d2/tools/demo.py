@@ -202,9 +202,15 @@ class Pipeline:
     def stage_export(self, d):
         from bestie_d2.maskrcnn_refinement import export_pseudo_coco
 
-        _, model = self._load_bestie()
+        from bestie_d2.data.mappers import BestieDatasetMapper
+
+        cfg, model = self._load_bestie()
+        # point route: the training images' point labels are known, one pseudo instance per point
+        use_points = self.route == "point"
+        cfg.MODEL.BESTIE.TEST.USE_POINTS = use_points
         out = os.path.join(d, "pseudo_instances_train.json")
-        summary = export_pseudo_coco(model, "bestie_toy_train", out, score_threshold=self.args.pseudo_score_threshold)
+        summary = export_pseudo_coco(model, "bestie_toy_train", out, mapper=BestieDatasetMapper(cfg, is_train=False),
+                                     score_threshold=self.args.pseudo_score_threshold, use_points=use_points)
         return {"json": out, "summary": json.loads(json.dumps(summary, default=float))}
 
     def stage_maskrcnn(self, d):

@@ -3,13 +3,16 @@
     python -m bestie_d2.tools.export_pseudo_coco \\
         --config-file configs/VOC/bestie_HRNet48_image_label.yaml \\
         --dataset voc_2012_train_aug --output output/pseudo/voc_train_aug.json \\
-        [--score-threshold T] [--no-label-filter] [--min-area A] [--flip] [--num-gpus N] \\
+        [--score-threshold T] [--no-label-filter] [--min-area A] [--flip] [--points {auto,on,off}] \\
+        [--num-gpus N] \\
         MODEL.WEIGHTS output/bestie/model_final.pth
 
 Builds the config's model and test mapper, loads ``MODEL.WEIGHTS`` and runs
 :func:`bestie_d2.maskrcnn_refinement.export_pseudo_coco` (filters, json format: that module).
 With ``--num-gpus N`` (N CPU processes without CUDA) the images are split over the processes and
-the main process writes the json. Step 2 trains Detectron2's Mask R-CNN on it
+the main process writes the json. With point labels (``BESTIE.SUPERVISION point``, or
+``--points on``) each image's instances are decoded from its points, one per point (its
+``center_points_file``), instead of from predicted centers. Step 2 trains Detectron2's Mask R-CNN on it
 (``configs/*/mask_rcnn_*refine.yaml``).
 """
 import logging
@@ -39,6 +42,8 @@ def build_argument_parser():
     p.add_argument("--no-label-filter", action="store_true", help="keep classes outside the image labels")
     p.add_argument("--min-area", type=int, default=0, help="drop instances with fewer pixels")
     p.add_argument("--flip", action="store_true", help="flip TTA (default: the config's MODEL.BESTIE.TEST.FLIP)")
+    p.add_argument("--points", choices=("auto", "on", "off"), default="auto",
+                   help="point-guided decoding, one instance per point label (auto: on when BESTIE.SUPERVISION is point)")
     p.add_argument("--num-workers", type=int, default=2, help="data-loading workers per process")
     return p
 
@@ -76,6 +81,14 @@ def main(args) -> Optional[dict]:
     dataset = args.dataset or (cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else "")
     if not dataset:
         raise ValueError("no --dataset given and DATASETS.TRAIN is empty")
+    use_points = {"on": True, "off": False}.get(args.points, cfg.BESTIE.SUPERVISION == "point")
+    if use_points:
+        cfg.defrost()
+        cfg.MODEL.BESTIE.TEST.USE_POINTS = True  # the model decodes with the points the mapper adds
+        if cfg.BESTIE.SUPERVISION != "point":
+            logger.warning("--points on with BESTIE.SUPERVISION image: the points come from the peak cue files")
+        cfg.freeze()
+    logger.info(f"point-guided decoding: {'on' if use_points else 'off'}")
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
@@ -90,6 +103,7 @@ def main(args) -> Optional[dict]:
         keep_image_label_classes=not args.no_label_filter,
         min_area=args.min_area,
         flip_tta=True if args.flip else None,
+        use_points=use_points,
         num_workers=args.num_workers,
     )
 

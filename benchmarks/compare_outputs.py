@@ -8,10 +8,12 @@ generators, and written to a temporary file. Each tree then runs ``decode_instan
 ``sys.path``, and the outputs are compared with ``torch.equal`` (every tensor, every bit)::
 
     .venv/bin/python benchmarks/compare_outputs.py [--before /work/before] [--after .]
-        [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch] [--time ROUNDS]
+        [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch]
+        [--before-backend opencv|torch] [--time ROUNDS]
 
 ``--backend`` selects the component labelling of the ``--after`` tree (``decode_instances(backend=)``,
-``RefineParams.components_backend``; the tree before the device labelling has only OpenCV).
+``RefineParams.components_backend``; the tree before the device labelling has only OpenCV),
+``--before-backend`` that of the ``--before`` tree when it has the choice.
 ``--time R`` also times every call on 1 thread in R interleaved before/after worker runs (3 repeats
 each after a warm-up) and prints the medians and their ratio.
 
@@ -120,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[416, 512])
     ap.add_argument("--backend", choices=["default", "opencv", "torch"], default="default",
                     help="component labelling of the --after tree (default: its own default)")
+    ap.add_argument("--before-backend", choices=["default", "opencv", "torch"], default="default",
+                    help="component labelling of the --before tree (a tree that has the choice)")
     ap.add_argument("--time", type=int, default=0, metavar="ROUNDS",
                     help="also time every call (1 thread): ROUNDS alternating before/after runs of 3 repeats")
     ap.add_argument("--worker", nargs=5, metavar=("TREE", "IN", "OUT", "BACKEND", "REPEATS"), help=argparse.SUPPRESS)
@@ -133,13 +137,13 @@ def main(argv=None):
         outs = {}
         for tag, tree in (("before", args.before), ("after", args.after)):
             outs[tag] = os.path.join(tmp, f"{tag}.npz")
-            backend = args.backend if tag == "after" else "default"
+            backend = args.backend if tag == "after" else args.before_backend
             subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
                             outs[tag], backend, "0"], check=True, cwd=tmp)
         timing = {"before": {}, "after": {}}
         for rnd in range(args.time):  # interleaved: before, after, before, ... (a shared machine drifts)
             for tag, tree in (("before", args.before), ("after", args.after)):
-                backend = args.backend if tag == "after" else "default"
+                backend = args.backend if tag == "after" else args.before_backend
                 t_out = os.path.join(tmp, f"time_{tag}.npz")
                 subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
                                 t_out, backend, "3"], check=True, cwd=tmp)

@@ -145,7 +145,7 @@ def clustering_candidates(mag_mask, params):
     return candidates
 
 
-def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, params, C):
+def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, pk_valid, hv, params, C):
     """Heatmap-checked candidates of ``cb.cand`` merged into the peaks (module docstring).
 
     Returns ``(add (Q,) bool, marked hv (P,))``: the candidates added as centers, and the pixel
@@ -158,8 +158,8 @@ def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, params, C):
     in_comp = take(cb.lab.reshape(-1), cflat) == cc
     ch = take(heat, heat_index(cb, cc, cflat, C))
     ok = torch.where(in_comp, ch, torch.zeros_like(ch)) > params.min_heatmap
-    n_pk = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, torch.ones_like(pk_comp))
-    same = cc[:, None] == pk_comp[None, :]  # (Q, K)
+    n_pk = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, pk_valid.long())
+    same = cc[:, None] == pk_comp[None, :]  # (Q, K); padding peaks have comp 0, candidates >= 1
     d2 = (cy[:, None] - pk_y[None, :]) ** 2 + (cx[:, None] - pk_x[None, :]) ** 2
     far = (far_from_all(d2, params.merge_distance) | ~same).all(1)
     add = ok & ((n_pk[cc] == 0) | far)
@@ -197,7 +197,8 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
 
     Returns:
         the dict of ``components.group_to_centers``; ``heat`` is the marked heatmap. One host
-        sync (``_slot_layout``).
+        sync (``_slot_layout``), none when ``cb.slot_bounds`` fits ``center``, ``threshold`` and
+        ``nms_kernel`` (the torch labelling read them with its counts); same results either way.
     """
     C = center.shape[1]
     HW, W = cb.H * cb.W, cb.W
@@ -205,15 +206,18 @@ def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None,
     hv = take(heat, heat_index(cb, cb.comp_p, cb.pix, C))  # (P,) heatmap of each pixel's own class
 
     peak_flat = component_peaks(cb, center, threshold, nms_kernel)
-    K, kmax, T, n_slots = _slot_layout(cb, peak_flat, cluster)
-    pk_comp, pk_flat = sorted_peaks(cb, peak_flat, K)
+    sb = cb.slot_bounds
+    if sb is not None and sb.fits(center, threshold, nms_kernel):
+        K, kmax, T, n_slots = sb.K, sb.kmax, sb.T, sb.n_slots
+    else:
+        K, kmax, T, n_slots = _slot_layout(cb, peak_flat, cluster)
+    pk_comp, pk_flat, valid = sorted_peaks(cb, peak_flat, K)
     pk_y = (pk_flat % HW) // W
     pk_x = pk_flat % W
     comp_all, y_all, x_all = pk_comp, pk_y, pk_x
     key = pk_comp * (2 * HW) + (pk_flat % HW)  # peaks first within a component, raster order
-    valid = torch.ones_like(pk_comp, dtype=torch.bool)
     if cluster is not None and cb.cand.shape[0] > 0:
-        add, hv = _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, hv, cluster, C)
+        add, hv = _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, valid, hv, cluster, C)
         cc, cy, cx = cb.cand[:, 0], cb.cand[:, 1], cb.cand[:, 2]
         q = torch.arange(cc.shape[0], device=cb.device)
         comp_all = torch.cat([pk_comp, cc])

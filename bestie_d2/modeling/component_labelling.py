@@ -16,10 +16,11 @@ Two backends give the same tensors, bit for bit (``tests/test_component_labellin
   bounding-box origin) of each component's first pixels, which is how OpenCV's block-based
   8-connected labelling numbers them. One host synchronisation: the component / pixel /
   candidate counts and the box sizes the NMS crop batches need (``components.pack_buckets``),
+  and, with ``peaks_for``, upper bounds of the grouping's sizes (``components.SlotBounds``),
   read in one transfer. The default for non-CPU tensors.
 
 ``backend="auto"`` picks per device (``connected_components.pick_backend``); the config key
-``MODEL.BESTIE.REFINE.CC_BACKEND`` sets it for refinement and decoding.
+``MODEL.BESTIE.COMPONENTS_BACKEND`` sets it for refinement and decoding.
 """
 import cv2
 import numpy as np
@@ -28,14 +29,15 @@ import torch
 from .center_clustering import clustering_candidates
 from .components import (
     BIG, COL_AREA, COL_CLS, COL_CX, COL_CY, COL_H, COL_IMG, COL_W, COL_X0, COL_Y0, NUM_COLS, ComponentBatch,
-    pack_buckets, to_host,
+    SlotBounds, pack_buckets, peak_count_bound, to_host,
 )
 from .connected_components import label_components, pick_backend, value_region_roots
 
 __all__ = ["label_class_maps"]
 
 
-def label_class_maps(class_maps, min_area, mag_mask=None, cluster=None, backend="auto", max_crop_elems=1 << 21):
+def label_class_maps(class_maps, min_area, mag_mask=None, cluster=None, backend="auto", max_crop_elems=1 << 21,
+                     peaks_for=None):
     """The ``ComponentBatch`` of a batch of class maps.
 
     Args:
@@ -44,9 +46,13 @@ def label_class_maps(class_maps, min_area, mag_mask=None, cluster=None, backend=
         mag_mask: ``(B, H, W)`` bool tensor ``|offset| < cluster.offset_threshold``, with ``cluster``
             (``ClusterParams``) for the clustering candidates; None for none.
         backend: "auto" | "opencv" | "torch" (module docstring).
+        peaks_for: optional ``(center, threshold, nms_kernel)`` of the grouping that follows
+            (``center`` ``(B, C, H, W)``, the very tensor it will get): the torch backend then also
+            reads the grouping's size bounds (``components.SlotBounds``) in its one host sync, so
+            the grouping needs none.
     """
     if pick_backend(class_maps.device, backend) == "torch":
-        return _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems)
+        return _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, peaks_for=peaks_for)
     return _label_opencv(class_maps, min_area, mag_mask, cluster, max_crop_elems)
 
 
@@ -199,7 +205,25 @@ def _candidates_torch(lab, mag_mask, cluster, B, H, W, rounds):
     return cand, ok.sum(), converged
 
 
-def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, rounds=8):
+def _slot_bound_counts(cm, lab, M, cand, Q, peaks_for, n_rows):
+    """Device ``(K, kmax, T)`` bounds and ``n_slots`` (rows ``0..cap``) of ``SlotBounds``: peaks
+    bounded per component by ``components.peak_count_bound``, plus its clustering candidates."""
+    center, threshold, nms_kernel = peaks_for
+    B, H, W = cm.shape
+    heat_p = center.gather(1, (cm - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    n_ub = peak_count_bound(lab.view(B, H, W), heat_p, threshold, nms_kernel, n_rows)
+    K = n_ub.sum()
+    if cand is not None and cand.shape[0] > 0:
+        ok = torch.arange(cand.shape[0], device=cm.device) < Q
+        n_ub = n_ub.index_add(0, torch.where(ok, cand[:, 0], torch.zeros_like(cand[:, 0])), ok.long())
+    rows = torch.arange(n_rows, device=cm.device)
+    real = (rows >= 1) & (rows <= M)
+    n_slots = torch.where(real, n_ub.clamp(min=1), torch.zeros_like(n_ub))
+    kmax = torch.where(real, n_ub, torch.zeros_like(n_ub)).max()
+    return torch.stack([K, kmax, n_slots.sum()]), n_slots
+
+
+def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, rounds=8, peaks_for=None):
     """The torch backend; one host sync, plus one per rerun when ``rounds`` labelling rounds did
     not reach a fixed point (then again with twice the rounds; connected_components' docstring
     gives the measured rounds: 4-8 on noise, mazes, full images and the benchmark inputs, more on
@@ -213,13 +237,21 @@ def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, rounds
             conv = conv & conv4
         P = (lab > 0).sum()
         cap = table.shape[0] - 1
-        # the one host synchronisation: convergence, counts and box sizes (for the NMS crop batches)
-        host = to_host(torch.cat([torch.stack([conv.long(), M, P, Q]), table[1:, COL_H], table[1:, COL_W]]))
+        bounds = M.new_zeros(3)
+        if peaks_for is not None:
+            bounds, n_slots = _slot_bound_counts(class_maps.long(), lab, M, cand, Q, peaks_for, cap + 1)
+        # the one host synchronisation: convergence, counts, the grouping's bounds and the box
+        # sizes (for the NMS crop batches)
+        host = to_host(torch.cat([torch.stack([conv.long(), M, P, Q]), bounds, table[1:, COL_H], table[1:, COL_W]]))
         if host[0]:
             break
         rounds *= 2  # not converged (long thin paths, e.g. spirals): again with twice the rounds
     M, P, Q = (int(v) for v in host[1:4])
-    host = host[1:]
+    slot_bounds = None
+    if peaks_for is not None:
+        K, kmax, T = (int(v) for v in host[4:7])
+        slot_bounds = SlotBounds(K, kmax, T, n_slots[:M + 1], *peaks_for)
+    host = np.concatenate([host[1:4], host[7:]])
     hh, ww = host[3:3 + M], host[3 + cap:3 + cap + M]
     _, buckets = pack_buckets(hh, ww, max_crop_elems)
     table = table[:M + 1]
@@ -227,4 +259,4 @@ def _label_torch(class_maps, min_area, mag_mask, cluster, max_crop_elems, rounds
     bucket_ids = torch.argsort(-area_box, stable=True) + 1  # == pack_buckets' host order
     pix = torch.nonzero_static(lab > 0, size=P).reshape(-1)
     cand = table.new_zeros((0, 3)) if cand is None else cand[:Q]
-    return ComponentBatch(lab.view(B, H, W), pix, table, bucket_ids, cand, buckets)
+    return ComponentBatch(lab.view(B, H, W), pix, table, bucket_ids, cand, buckets, slot_bounds)

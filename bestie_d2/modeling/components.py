@@ -8,6 +8,8 @@ component of a batch at once:
 * ``ComponentBatch``: labels of a ``(B, H, W)`` class-map batch, the component table and the pixel
   list on the device (built by ``component_labelling.label_class_maps``); ``pack_buckets``;
 * ``component_peaks``: NMS of each component's class heatmap on its bounding-box crop;
+  ``peak_count_bound`` / ``SlotBounds``: upper bounds of the peaks per component (3x3 local
+  maxima of the component), read with the labelling's counts so that grouping needs no read;
 * ``group_to_centers``: nearest-center grouping inside every component and per-instance
   ("slot") count / heatmap max / argmax;
 * ``slot_mean``, and the small ops ``sliding_max_pool``, ``channel_argmax``, ``take``,
@@ -31,8 +33,9 @@ import torch
 
 __all__ = [
     "COL_IMG", "COL_CLS", "COL_AREA", "COL_Y0", "COL_X0", "COL_H", "COL_W", "COL_CY", "COL_CX", "NUM_COLS", "BIG",
-    "ComponentBatch", "pack_buckets", "component_peaks", "sorted_peaks", "group_to_centers", "heat_index", "slot_mean",
-    "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take", "sq_dist", "to_host",
+    "ComponentBatch", "SlotBounds", "pack_buckets", "peak_count_bound", "component_peaks", "sorted_peaks",
+    "group_to_centers", "heat_index", "slot_mean", "sliding_max_pool", "channel_argmax", "check_nms_kernel", "take",
+    "sq_dist", "to_host",
 ]
 
 BIG = 1 << 62  # sort key / index larger than any real one
@@ -132,13 +135,16 @@ class ComponentBatch:
     component ids grouped into NMS crop batches; ``cand`` ``(Q, 3)`` long clustering candidates
     ``[comp, y, x]`` sorted by component, then the raster index of their region's first pixel.
     Host: ``buckets`` (list of (start, stop, Hmax, Wmax)), ``M`` (components), ``B``, ``H``, ``W``.
+    ``slot_bounds``: None, or the grouping's sizes read with the labelling (``SlotBounds``), so
+    that grouping needs no host read of its own.
     """
 
-    def __init__(self, lab, pix, table, bucket_ids, cand, buckets):
+    def __init__(self, lab, pix, table, bucket_ids, cand, buckets, slot_bounds=None):
         self.B, self.H, self.W = lab.shape
         self.M = table.shape[0] - 1
         self.lab, self.pix, self.table, self.bucket_ids, self.cand = lab, pix, table, bucket_ids, cand
         self.buckets = buckets
+        self.slot_bounds = slot_bounds
         self.col = table.t().contiguous()  # (9, M+1): one contiguous row per column
         self.comp_p = take(lab, pix)
         self.device = lab.device
@@ -172,6 +178,55 @@ def heat_index(cb, comp, flat, C):
     HW = cb.H * cb.W
     img = take(cb.col[COL_IMG], comp)
     return (img * (C - 1) + take(cb.col[COL_CLS], comp)) * HW + flat
+
+
+class SlotBounds:
+    """Upper bounds of the grouping's sizes, read from the device together with the labelling.
+
+    ``K`` >= the NMS peaks of all components, ``kmax`` >= the centers (peaks + clustering
+    candidates) of one component, ``T`` = ``n_slots.sum()`` with ``n_slots`` ``(M+1,)`` long device
+    slots per component (>= max(its centers, 1); row 0: 0). Valid for the heatmap ``center``
+    (checked by identity), ``threshold`` and ``nms_kernel`` they were made for. Padding entries
+    are invalid centers and empty slots, so results do not depend on the bounds.
+    """
+
+    def __init__(self, K, kmax, T, n_slots, center, threshold, nms_kernel):
+        self.K, self.kmax, self.T, self.n_slots = int(K), int(kmax), int(T), n_slots
+        self._key = (center.data_ptr(), tuple(center.shape), float(threshold), int(nms_kernel))
+
+    def fits(self, center, threshold, nms_kernel):
+        return self._key == (center.data_ptr(), tuple(center.shape), float(threshold), int(nms_kernel))
+
+
+def peak_count_bound(lab, heat_p, threshold, nms_kernel, n_rows):
+    """Upper bound of every component's NMS peaks (``component_peaks``), without a host sync.
+
+    Args:
+        lab: ``(B, H, W)`` long component ids (0 = none, ids < ``n_rows``).
+        heat_p: ``(B, H, W)`` heatmap of each pixel's class channel.
+        threshold, nms_kernel: the NMS parameters.
+
+    Returns:
+        ``(n_rows,)`` long: per component, its pixels above ``threshold`` (and > 0) that are >= every
+        8-neighbour of the same component above ``threshold`` (with ``nms_kernel`` >= 3; every such
+        pixel for 1). A peak is the maximum of its component over its k x k window, so it is one.
+    """
+    k = check_nms_kernel(nms_kernel)
+    B, H, W = lab.shape
+    v = torch.where((lab > 0) & (heat_p > threshold), heat_p, torch.full_like(heat_p, -1.0))
+    ok = v > 0
+    if k >= 3:
+        lp = lab.new_zeros((B, H + 2, W + 2))
+        lp[:, 1:-1, 1:-1] = lab
+        vp = v.new_full((B, H + 2, W + 2), -1.0)
+        vp[:, 1:-1, 1:-1] = v
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                if dy == 1 and dx == 1:
+                    continue
+                lq, vq = lp[:, dy:dy + H, dx:dx + W], vp[:, dy:dy + H, dx:dx + W]
+                ok &= (lq != lab) | (v >= vq)
+    return torch.zeros(n_rows, dtype=torch.long, device=lab.device).index_add_(0, lab.reshape(-1), ok.reshape(-1).long())
 
 
 def component_peaks(cb, center, threshold, nms_kernel):
@@ -212,12 +267,18 @@ def component_peaks(cb, center, threshold, nms_kernel):
 
 
 def sorted_peaks(cb, peak_flat, K):
-    """``(comp, flat)`` long ``(K,)`` of the ``K`` peaks in ``component_peaks``' output (``K`` read
-    by the caller), sorted by component, then raster order; no host sync."""
-    flat = peak_flat.index_select(0, torch.nonzero_static(peak_flat >= 0, size=K).reshape(-1))
-    comp = take(cb.lab.reshape(-1), flat)
-    order = torch.argsort(comp * (cb.B * cb.H * cb.W) + flat)
-    return comp[order], flat[order]
+    """``(comp, flat, valid)`` ``(K,)`` of the peaks in ``component_peaks``' output, sorted by
+    component, then raster order; no host sync. ``K`` (host) is their number or an upper bound of
+    it (``SlotBounds.K``): the rows past the real peaks have ``valid`` False, ``comp`` 0 (no
+    component), ``flat`` 0, and come last."""
+    padded = torch.cat([peak_flat, peak_flat.new_full((1,), -1)])  # a -1 sentinel for the padding
+    idx = torch.nonzero_static(padded >= 0, size=K, fill_value=padded.shape[0] - 1).reshape(-1)
+    flat = padded.index_select(0, idx)
+    valid = flat >= 0
+    flat = flat.clamp(min=0)
+    comp = torch.where(valid, take(cb.lab.reshape(-1), flat), torch.zeros_like(flat))
+    order = torch.argsort(torch.where(valid, comp * (cb.B * cb.H * cb.W) + flat, torch.full_like(flat, BIG)))
+    return comp[order], flat[order], valid[order]
 
 
 def _assign_slots(cb, offset, comp_c, y_c, x_c, valid, n_slots, kmax, max_elems):

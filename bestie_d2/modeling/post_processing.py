@@ -6,8 +6,8 @@ with ``ClusterParams``, the center-clustering candidates), every pixel joins the
 its vote ``p + offset(p)``, and each non-empty group is an instance scored ``s_ctr * s_seg``.
 All components of the image are decoded at once (``component_labelling.label_class_maps``,
 ``center_clustering.group_components``); host syncs per image with the torch labelling are a
-fixed three (labelling counts and boxes, peak / center counts, instance count;
-``tests/test_refine_syncs.py``), with OpenCV the class and magnitude maps go to the host and the
+fixed two (labelling counts, boxes and the grouping's size bounds in one transfer; the instance
+count; ``tests/test_refine_syncs.py``), with OpenCV the class and magnitude maps go to the host and the
 labels back. CPU and GPU, OpenCV and torch labelling give identical results.
 """
 import torch
@@ -61,10 +61,12 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
         dev = center.device
         sem = channel_argmax(sem_prob)
         mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)[None]
-        cb = label_class_maps(sem[None], min_area, mag, cluster, backend=backend)
+        heat = center[None]
+        cb = label_class_maps(sem[None], min_area, mag, cluster, backend=backend,
+                              peaks_for=(heat, center_threshold, nms_kernel))
         if cb.M == 0:
             return _empty(H, W, center.dtype, dev)
-        g = group_components(cb, center[None], offset[None], threshold=center_threshold, nms_kernel=nms_kernel,
+        g = group_components(cb, heat, offset[None], threshold=center_threshold, nms_kernel=nms_kernel,
                              cluster=cluster)
         slot, count = g["slot"], g["count"]
         # semantic probability of the component's class: channel cls + 1

@@ -23,9 +23,9 @@ labelling (``component_labelling``; OpenCV on the host for CPU tensors, torch on
 otherwise, ``RefineParams.components_backend``), NMS, clustering merge, grouping, statistics and
 Gaussian pasting in torch over all components at once, on the device of the network outputs.
 Host synchronisations per call with the torch labelling, whatever the number of components
-(counted in ``tests/test_refine_syncs.py``): 2 for ``refine_image_label`` (the labelling's counts
-and boxes, which the NMS crop batches need; the peak / center counts of the grouping) and 1 for
-``refine_point``; the statistics stay on the device (``SelfRefinementHook`` reads them when it logs).
+(counted in ``tests/test_refine_syncs.py``): 1 for ``refine_image_label`` (the labelling's counts
+and boxes, which the NMS crop batches need, read in one transfer with upper bounds of the
+grouping's sizes, ``components.SlotBounds``) and 1 for ``refine_point``; the statistics stay on the device (``SelfRefinementHook`` reads them when it logs).
 
 The instance count of the skip rule (``#ids > max_instances``) counts the *non-empty* instances of the
 component (a center that no pixel votes for is no instance).
@@ -194,13 +194,15 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
         dev = center.device
         fg = _gt_foreground(wsss.detach().to(dev).long(), image_label.detach().to(dev), C).to(torch.uint8)
         mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)
-        cb = label_class_maps(fg, params.min_area, mag, cluster, backend=params.components_backend)
+        center = center.float()
+        cb = label_class_maps(fg, params.min_area, mag, cluster, backend=params.components_backend,
+                              peaks_for=(center, params.center_threshold, params.nms_kernel))
         targets = {"center": torch.zeros((B, C, H, W), dtype=torch.float32, device=dev),
                    "offset": torch.zeros((B, 2, H, W), dtype=torch.float32, device=dev),
                    "weight": torch.zeros((B, H, W), dtype=torch.float32, device=dev)}
         if cb.M == 0:
             return targets, _stats(0, 0, 0, 0, B, t0, dev)
-        g = group_components(cb, center.float(), offset.float(), threshold=params.center_threshold,
+        g = group_components(cb, center, offset.float(), threshold=params.center_threshold,
                              nms_kernel=params.nms_kernel, cluster=cluster)
         keep, skip_comp = _kept_instances(cb, g, params.max_instances)
         s_seg = slot_mean(_class_probability(cb, sem_logits), g["slot"], g["count"])
@@ -216,10 +218,13 @@ def _sorted_points(points, image_label, H, W):
     B, C = image_label.shape
     dev = image_label.device
     pts = []
-    for b, p in enumerate(points):
-        p = torch.as_tensor(p).reshape(-1, 3).to(dev).long()  # no-op when already there
-        pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long, device=dev), p], 1))
-    pts = torch.cat(pts, 0)  # (K, 4) [b, y, x, c]
+    for b, p in enumerate(points):  # tagged with their image where they are (the loader: host)
+        p = torch.as_tensor(p).reshape(-1, 3).long()
+        pts.append(torch.cat([torch.full((p.shape[0], 1), b, dtype=torch.long, device=p.device), p], 1))
+    if len({t.device for t in pts}) > 1:
+        pts = [t.to(dev) for t in pts]
+    # (K, 4) [b, y, x, c]: one host -> device copy for the batch, queued without a host sync
+    pts = torch.cat(pts, 0).to(dev, non_blocking=True)
     pb, py, px, pc = pts.unbind(1)
     ok = (py >= 0) & (py < H) & (px >= 0) & (px < W) & (pc >= 0) & (pc < C)
     ok = ok & (image_label[pb, pc.clamp(0, C - 1)] > 0)

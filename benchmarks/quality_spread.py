@@ -10,7 +10,8 @@ Every run is a fresh process (no state shared between runs) of one case of ``tes
         --python .venv/bin/python --python .venv-d2src/bin/python --out spread.jsonl
 
 Appends one json line per run to ``--out`` (case, seed, threads, detectron2 version, metrics,
-seconds) and prints min / median / max of the metric per case and in total. ``--iterations 0``
+seconds) and prints min / median / max of the metric per case and in total; ``--summarize`` prints
+the spread of every run in ``--out`` per case, detectron2 install and thread count. ``--iterations 0``
 measures the untrained model. Runs with 1 thread go two at a time (``--jobs``) on a 2-core machine.
 """
 import argparse
@@ -57,6 +58,38 @@ def run_one(python, case, seed, threads, iters):
     raise RuntimeError(f"{case} seed {seed} threads {threads} ({python}) failed:\n{r.stderr[-3000:]}")
 
 
+def summarize(path):
+    """min / median / max per case, detectron2 install and thread count (and per case) of the runs
+    in ``path``: trained runs only (iterations != 0), lines whose ``note`` says superseded left out."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("iterations") == 0 or "superseded" in (r.get("note") or ""):
+                continue
+            rows.append(r)
+    names = {"bestie-point": "BESTIE gate, point route (VOC mAP50 on its training images)",
+             "bestie-image": "BESTIE gate, image route (VOC mAP50)", "pam": "PAM gate (multi-label mAP)"}
+    out = []
+    for case in ("bestie-point", "bestie-image", "pam"):
+        m = "mAP" if case == "pam" else "mAP50"
+        sel = [r for r in rows if r["case"] == case]
+        if not sel:
+            continue
+        out.append(names[case])
+        for d2 in sorted({r["detectron2"] for r in sel}):
+            for t in (1, 2):
+                g = sorted((r for r in sel if r["detectron2"] == d2 and r["threads"] == t), key=lambda r: r["seed"])
+                if g:
+                    v = [r[m] for r in g]
+                    label = "detectron2 0.6" if d2 == "0.6" else f"detectron2 main {d2.split('@')[-1]}"
+                    out.append(f"    {label:28s} {t} thread{'s' if t > 1 else ' '}: {min(v):5.1f} / "
+                               f"{statistics.median(v):5.1f} / {max(v):5.1f}  (seeds {','.join(str(r['seed']) for r in g)})")
+        v = [r[m] for r in sel]
+        out.append(f"    all {len(v)} runs:{'':25s}{min(v):5.1f} / {statistics.median(v):5.1f} / {max(v):5.1f}")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", nargs="+", default=["bestie-point"], choices=["bestie-image", "bestie-point", "pam"])
@@ -66,7 +99,11 @@ def main():
     ap.add_argument("--iterations", type=int, default=-1, help="-1: the case's own; 0: untrained")
     ap.add_argument("--jobs", type=int, default=2, help="parallel runs for the 1-thread runs")
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "quality_spread.jsonl"))
+    ap.add_argument("--summarize", action="store_true", help="only print the spread of the runs in --out")
     args = ap.parse_args()
+    if args.summarize:
+        print(summarize(args.out))
+        return
     pythons = args.python or [sys.executable]
     metric = {"pam": "mAP"}
     results = []

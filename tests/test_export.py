@@ -304,23 +304,31 @@ def _bestie_cfg(tmp_path):
     return cfg
 
 
-def test_export_tiny_bestie(toy, tmp_path):
-    """The real model path: random-init toy BESTIE + its test mapper, flip TTA and label cleaning
-    switched on for the export only; the json holds exactly the model's label-filtered predictions."""
+def _tiny_bestie(tmp_path):
+    """A random-init toy BESTIE (seed 0) whose semantic head favours the classes (random init
+    predicts background everywhere)."""
     import bestie_d2.modeling.bestie  # noqa: F401  (the BESTIE meta-architecture)
-    from bestie_d2.data.mappers import BestieDatasetMapper
     from detectron2.modeling import build_model
 
-    cfg = _bestie_cfg(tmp_path)
     torch.manual_seed(0)
-    model = build_model(cfg)
-    model.test_min_area = 1
+    model = build_model(_bestie_cfg(tmp_path))
     sem = getattr(model.heads, "sem_predictor", None)
     if sem is not None:  # random init predicts background everywhere: favour the classes
         with torch.no_grad():
             sem.weight.mul_(0.1)
             sem.bias.zero_()
             sem.bias[0] = -3.0
+    return model
+
+
+def test_export_tiny_bestie(toy, tmp_path):
+    """The real model path: random-init toy BESTIE + its test mapper, flip TTA and label cleaning
+    switched on for the export only; the json holds exactly the model's label-filtered predictions."""
+    from bestie_d2.data.mappers import BestieDatasetMapper
+
+    cfg = _bestie_cfg(tmp_path)
+    model = _tiny_bestie(tmp_path)
+    model.test_min_area = 1
     seen = []
     hook = model.register_forward_hook(
         lambda m, inp, out: seen.append((m.test_flip, m.test_use_image_labels, inp[0][0]["image_id"], out[0]["instances"].to("cpu")))
@@ -393,20 +401,10 @@ def test_export_tiny_bestie_point_guided(toy, tmp_path):
     instance per point (at most as many annotations as points, classes of the points, each mask
     equal to the model's point-guided decoding), ``info.point_guided`` is recorded, the switch is
     restored; a model asked for points without them says which image lacks them."""
-    import bestie_d2.modeling.bestie  # noqa: F401  (the BESTIE meta-architecture)
     from bestie_d2.data.mappers import BestieDatasetMapper
     from bestie_d2.data.points import read_points
-    from detectron2.modeling import build_model
 
-    cfg = _bestie_cfg(tmp_path)
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    sem = getattr(model.heads, "sem_predictor", None)
-    if sem is not None:  # random init predicts background everywhere: favour the classes
-        with torch.no_grad():
-            sem.weight.mul_(0.1)
-            sem.bias.zero_()
-            sem.bias[0] = -3.0
+    model = _tiny_bestie(tmp_path)
     model.eval()
     records = toy["records"][:3]
     name = _subset("test_toy_train_first3", records)

@@ -214,9 +214,11 @@ def test_tiny_classifier_overfits_image_labels(iterations):
     Spread (``benchmarks/quality_spread.py --case pam``; seeds x torch threads x
     detectron2 version as listed; multi-label mAP after PAM_ITERATIONS Adam steps; min / median / max):
 
-    detectron2 0.6           1 thread : 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
-    detectron2 0.6           2 threads: 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
-    all 16 runs:                    100.0 / 100.0 / 100.0
+    detectron2 0.6               1 thread : 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
+    detectron2 0.6               2 threads: 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
+    detectron2 main 02b5c4e2     1 thread : 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
+    detectron2 main 02b5c4e2     2 threads: 100.0 / 100.0 / 100.0  (seeds 1,2,3,4,5,6,7,8)
+    all 32 runs:                         100.0 / 100.0 / 100.0
 
     At 100 iterations seed 4 with 2 threads stopped at 71.0 (both detectron2 versions; the PAM
     code does not depend on the version), hence 200. Untrained: 51.8 - 73.3 over seeds 1-3

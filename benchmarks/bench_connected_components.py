@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 import bestie_d2  # noqa: E402,F401
-from bestie_d2.modeling.connected_components import (  # noqa: E402
+from bestie_d2.component_engine.connected_components import (  # noqa: E402
     connected_components_opencv,
     connected_components_torch,
 )

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import bestie_d2  # noqa: E402,F401
-from bestie_d2.modeling.center_clustering import ClusterParams  # noqa: E402
+from bestie_d2.component_engine import ClusterParams  # noqa: E402
 from bestie_d2.modeling.post_processing import decode_instances  # noqa: E402
 from reference_decode import make_synthetic_outputs, reference_decode  # noqa: E402
 

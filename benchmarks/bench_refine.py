@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import bestie_d2  # noqa: E402,F401
-from bestie_d2.modeling.center_clustering import ClusterParams  # noqa: E402
+from bestie_d2.component_engine import ClusterParams  # noqa: E402
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label  # noqa: E402
 from bench_train_step import synthetic_batch as synthetic_train_batch  # noqa: E402
 from reference_decode import make_synthetic_outputs  # noqa: E402

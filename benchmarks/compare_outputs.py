@@ -72,9 +72,12 @@ def worker(tree, inp, out, backend="default", repeats=0):
 
     assert os.path.abspath(bestie_d2.__file__).startswith(os.path.abspath(tree)), bestie_d2.__file__
     try:
-        from bestie_d2.modeling.center_clustering import ClusterParams
         from bestie_d2.modeling.post_processing import decode_instances
         from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
+        try:
+            from bestie_d2.component_engine import ClusterParams
+        except ImportError:  # the layout before the component_engine package
+            from bestie_d2.modeling.center_clustering import ClusterParams
     except ImportError:
         from bestie_d2.modeling.postprocessing import decode_instances
         from bestie_d2.refinement.clustering import ClusterParams

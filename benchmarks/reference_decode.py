@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bestie_d2.modeling.center_clustering import far_from_all, offset_magnitude_mask, regions_4conn
+from bestie_d2.component_engine.clustering import far_from_all, offset_magnitude_mask, regions_4conn
 
 __all__ = ["reference_decode", "cluster_centers", "merge_centers", "make_synthetic_outputs"]
 

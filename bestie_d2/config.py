@@ -172,8 +172,9 @@ def add_refinement_config(cfg):
     cfg.MODEL.BESTIE.REFINE.NMS_KERNEL = 41
     cfg.MODEL.BESTIE.REFINE.MAX_INSTANCES = 5  # components grouped into more are skipped
     cfg.MODEL.BESTIE.REFINE.MIN_AREA = 50
-    # Component labelling of refinement and decoding: "auto" (OpenCV for CPU tensors, torch on the
-    # device otherwise), "opencv" or "torch"; identical outputs (bestie_d2.modeling.component_labelling).
+    # Component engine backend of refinement and decoding: "auto" (OpenCV for CPU tensors, the Triton
+    # kernels for CUDA tensors, plain torch on other devices or without Triton), "opencv", "torch" or
+    # "triton"; identical outputs (bestie_d2.component_engine).
     cfg.MODEL.BESTIE.COMPONENTS_BACKEND = "auto"
 
     # Center clustering (supplement §1).

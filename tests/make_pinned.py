@@ -91,7 +91,7 @@ def refine_inputs(B, H, W, seed):
 
 
 def decode_cases():
-    from bestie_d2.modeling.center_clustering import ClusterParams
+    from bestie_d2.component_engine import ClusterParams
     from bestie_d2.modeling.post_processing import decode_instances
 
     settings = [
@@ -117,7 +117,7 @@ def decode_cases():
 
 
 def refine_cases():
-    from bestie_d2.modeling.center_clustering import ClusterParams
+    from bestie_d2.component_engine import ClusterParams
     from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
     logits, center, offset, label, wsss, points = refine_inputs(3, 80, 80, 11)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.center_clustering import ClusterParams, offset_magnitude_mask, region_candidates
+from bestie_d2.component_engine.clustering import ClusterParams, offset_magnitude_mask, region_candidates
 
 from repo_paths import REPO
 

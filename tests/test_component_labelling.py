@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.center_clustering import ClusterParams
-from bestie_d2.modeling.component_labelling import label_class_maps
-from bestie_d2.modeling.connected_components import label_components
+from bestie_d2.component_engine import ClusterParams
+from bestie_d2.component_engine import label_class_maps
+from bestie_d2.component_engine.connected_components import label_components
 
 
 def random_batch(rng):
@@ -77,7 +77,7 @@ def test_torch_labelling_reruns_until_converged():
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
     from bench_connected_components import spiral_mask
-    from bestie_d2.modeling.connected_components import connected_components_torch
+    from bestie_d2.component_engine.connected_components import connected_components_torch
 
     s = spiral_mask(300, 300)
     assert connected_components_torch(torch.from_numpy(s)[None], 8, first_check=1, check_every=1).rounds > 8

@@ -1,4 +1,4 @@
-"""bestie_d2.modeling.connected_components: the torch labelling gives OpenCV's partition.
+"""bestie_d2.component_engine.connected_components: the torch labelling gives OpenCV's partition.
 
 Every case is compared image by image with ``cv2.connectedComponents`` (same connectivity): the
 pairs (torch id, OpenCV id) over the foreground pixels must form a bijection, the background must
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import bestie_d2  # noqa: F401
-from bestie_d2.modeling.connected_components import (
+from bestie_d2.component_engine.connected_components import (
     Components,
     connected_components,
     connected_components_opencv,
@@ -182,12 +182,22 @@ def test_input_dtypes_and_shapes():
         connected_components_torch(torch.zeros(1, 3, 3, dtype=torch.bool), 8, check_every=0)
 
 
-def test_backends_and_dispatch():
+def test_backends_and_dispatch(monkeypatch):
+    from bestie_d2.component_engine import kernels
+
     assert pick_backend("cpu") == "opencv"
-    assert pick_backend(torch.device("cuda", 0)) == "torch"
+    assert pick_backend(torch.device("cuda", 0)) == ("triton" if kernels.AVAILABLE else "torch")
     assert pick_backend("cpu", "torch") == "torch" and pick_backend("cuda", "opencv") == "opencv"
     with pytest.raises(ValueError, match="backend"):
         pick_backend("cpu", "scipy")
+    monkeypatch.setattr(kernels, "AVAILABLE", False)  # no Triton: the torch fallback on CUDA
+    assert pick_backend(torch.device("cuda", 0)) == "torch"
+    with pytest.raises(RuntimeError, match="Triton is not installed"):
+        pick_backend("cuda", "triton")
+    monkeypatch.undo()
+    if not kernels.INTERPRETED:
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+            pick_backend("cpu", "triton")
     rng = np.random.default_rng(3)
     m = np.stack([blobs(rng, 33, 21) for _ in range(4)])
     t = torch.from_numpy(m)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.center_clustering import ClusterParams
-from bestie_d2.modeling.components import channel_argmax, sliding_max_pool
+from bestie_d2.component_engine import ClusterParams
+from bestie_d2.component_engine.ops import channel_argmax, sliding_max_pool
 from bestie_d2.modeling.post_processing import decode_instances
 
 from repo_paths import REPO

@@ -4,7 +4,7 @@ import torch
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2.modeling.gaussian import gaussian_kernel, paste_gaussians_
-from bestie_d2.modeling.center_clustering import ClusterParams
+from bestie_d2.component_engine import ClusterParams
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
 C = 3

@@ -17,7 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bestie_d2  # noqa: F401  (prepares detectron2)
-from bestie_d2.modeling.center_clustering import ClusterParams
+from bestie_d2.component_engine import ClusterParams
 from bestie_d2.modeling.post_processing import decode_instances
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
@@ -118,8 +118,11 @@ def test_counter_sees_syncs(count_syncs):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_sync_debug_mode(monkeypatch):
     """On CUDA: no synchronisation outside ``to_host`` (sync debug mode "error" raises on one)."""
-    import bestie_d2.modeling.center_clustering as m1
-    import bestie_d2.modeling.component_labelling as m2
+    import bestie_d2.component_engine.centers as m1
+    import bestie_d2.component_engine.labelling as m2
+    import bestie_d2.component_engine.labelling_torch as m5
+    import bestie_d2.component_engine.labelling_triton as m6
+    import bestie_d2.component_engine.peaks as m7
     import bestie_d2.modeling.post_processing as m3
     import bestie_d2.modeling.self_refinement as m4
 
@@ -133,7 +136,7 @@ def test_cuda_sync_debug_mode(monkeypatch):
         finally:
             torch.cuda.set_sync_debug_mode("error")
 
-    for m in (m1, m2, m3, m4):
+    for m in (m1, m2, m3, m4, m5, m6, m7):
         monkeypatch.setattr(m, "to_host", counted)
     (logits, center, offset, label, wsss), points = refine_inputs()
     args = [t.cuda() for t in (logits, center, offset, label, wsss)]

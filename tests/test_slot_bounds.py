@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import bestie_d2  # noqa: F401
-from bestie_d2.modeling.center_clustering import ClusterParams, group_components
-from bestie_d2.modeling.component_labelling import label_class_maps
-from bestie_d2.modeling.components import component_peaks, peak_count_bound, take
+from bestie_d2.component_engine import ClusterParams, group_components
+from bestie_d2.component_engine import label_class_maps
+from bestie_d2.component_engine.ops import take
+from bestie_d2.component_engine.peaks import component_peaks, peak_count_bound
 from bestie_d2.modeling.post_processing import decode_instances
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label
 

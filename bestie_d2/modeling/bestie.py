@@ -20,7 +20,7 @@ from detectron2.structures import BitMasks, Instances
 from detectron2.utils.events import get_event_storage
 
 from . import self_refinement
-from .center_clustering import ClusterParams
+from ..component_engine import ClusterParams
 from .heads import build_bestie_heads, resolve_norm, set_bn_momentum
 from .iag_loss import weighted_l1_loss, weighted_mse_loss
 from .point_decoding import decode_instances_with_points
@@ -88,7 +88,7 @@ class BESTIE(nn.Module):
             refine_params: ``RefineParams`` of image-label refinement (None: the defaults).
             cluster_params: ``ClusterParams`` of center clustering, used by refinement and, with
                 ``test_use_clustering``, by decoding (None: no clustering).
-            test_components_backend: component labelling of decoding, "auto" | "opencv" | "torch"
+            test_components_backend: component engine of decoding, "auto" | "opencv" | "torch" | "triton"
                 (refinement's is ``refine_params.components_backend``; both from the same key).
             test_*: inference settings (docs/method.md §6); ``test_use_points``: decode with the
                 input's ``points`` (one instance per point,

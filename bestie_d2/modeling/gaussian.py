@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["gaussian_kernel", "paste_gaussians_", "paste_gaussians_numpy"]
+__all__ = ["gaussian_kernel", "gaussian_patch", "patch_origin", "paste_gaussians_", "paste_gaussians_numpy"]
 
 
 def _check_sigma(sigma):
@@ -61,25 +61,36 @@ def paste_gaussians_(maps, channels, points_yx, sigma):
     pts = torch.as_tensor(points_yx, device=maps.device).reshape(-1, 2).long()
     if pts.shape[0] == 0:
         return maps
-    g = gaussian_kernel(sigma, device=maps.device, dtype=maps.dtype)  # (S, S)
-    S = g.shape[0]
-    c0 = 3 * sigma + 1
-    y, x = pts[:, 0], pts[:, 1]
+    g, ar = gaussian_patch(sigma, maps.device, maps.dtype)  # (S, S) patch, (1, S) arange
+    y, x = pts.t()
     ok = (y >= 0) & (y < H) & (x >= 0) & (x < W) & (channels >= 0) & (channels < N)
-    # top-left of the patch: round(p - c0) (round half to even, as Python's round)
-    y0 = torch.round(y.double() - c0).long()
-    x0 = torch.round(x.double() - c0).long()
-    ar = torch.arange(S, device=maps.device)
-    yy = y0[:, None] + ar[None, :]  # (K, S)
-    xx = x0[:, None] + ar[None, :]
-    valid = ok[:, None, None] & ((yy >= 0) & (yy < H))[:, :, None] & ((xx >= 0) & (xx < W))[:, None, :]
-    rows = channels.clamp(0, N - 1)[:, None, None] * H + yy.clamp(0, H - 1)[:, :, None]
-    flat = rows * W + xx.clamp(0, W - 1)[:, None, :]
-    vals = g.unsqueeze(0).expand(pts.shape[0], S, S)
+    yy, xx = (patch_origin(pts, sigma).t().unsqueeze(2) + ar).unbind(0)  # (K, S) each
+    vy, vx = (yy >= 0) & (yy < H), (xx >= 0) & (xx < W)
+    valid = (ok[:, None] & vy).unsqueeze(2) & vx.unsqueeze(1)
+    rows = (channels.clamp(0, N - 1)[:, None] * H + yy.clamp(0, H - 1)) * W
+    flat = rows.unsqueeze(2) + xx.clamp(0, W - 1).unsqueeze(1)  # (K, S, S)
     # invalid entries write -inf into an arbitrary (clamped) position: a no-op for amax
-    vals = torch.where(valid, vals, torch.full_like(vals, float("-inf")))
-    maps.view(-1).scatter_reduce_(0, flat.reshape(-1), vals.reshape(-1), reduce="amax", include_self=True)
+    vals = torch.where(valid, g, float("-inf"))
+    maps.view(-1).scatter_reduce_(0, flat.view(-1), vals.view(-1), reduce="amax", include_self=True)
     return maps
+
+
+def patch_origin(points_yx, sigma):
+    """``(K, 2)`` long top-left ``(y, x)`` of the patch of each integer point: ``round(p - c0)`` with
+    ``c0 = 3σ+1`` (round half to even, as Python's round; exact integer arithmetic when ``c0`` is
+    an integer)."""
+    c0 = 3 * _check_sigma(sigma) + 1
+    if float(c0).is_integer():
+        return points_yx - int(c0)
+    return torch.round(points_yx.double() - c0).long()
+
+
+@lru_cache(maxsize=32)
+def gaussian_patch(sigma, device, dtype):
+    """``gaussian_kernel(sigma)`` and the column offsets ``arange(S)`` ``(1, S)`` on ``device``,
+    cached per (sigma, device, dtype): no op per call."""
+    g = gaussian_kernel(sigma, device=device, dtype=dtype)
+    return g, torch.arange(g.shape[0], device=device)[None]
 
 
 @lru_cache(maxsize=16)

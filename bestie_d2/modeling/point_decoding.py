@@ -10,7 +10,7 @@ used here where the points are training labels, never on evaluation images.
 """
 import torch
 
-from .components import channel_argmax
+from ..component_engine import channel_argmax
 from .self_refinement import refine_point
 
 __all__ = ["decode_instances_with_points"]

@@ -6,15 +6,15 @@ with ``ClusterParams``, the center-clustering candidates), every pixel joins the
 its vote ``p + offset(p)``, and each non-empty group is an instance scored ``s_ctr * s_seg``.
 All components of the image are decoded at once (``component_labelling.label_class_maps``,
 ``center_clustering.group_components``); host syncs per image with the torch labelling are a
-fixed two (labelling counts, boxes and the grouping's size bounds in one transfer; the instance
-count; ``tests/test_refine_syncs.py``), with OpenCV the class and magnitude maps go to the host and the
-labels back. CPU and GPU, OpenCV and torch labelling give identical results.
+fixed two (labelling counts and the grouping's size bounds in one transfer; the instance count;
+``tests/test_refine_syncs.py``), with OpenCV the class and magnitude maps go to the host and the
+labels back. CPU and GPU, OpenCV, torch and Triton labelling give identical results.
 """
 import torch
 
-from .center_clustering import group_components, offset_magnitude_mask
-from .component_labelling import label_class_maps
-from .components import COL_CLS, channel_argmax, slot_mean, take, to_host
+from ..component_engine import (
+    COL_CLS, channel_argmax, group_components, label_class_maps, offset_magnitude_mask, take, to_host,
+)
 
 __all__ = ["decode_instances"]
 
@@ -48,7 +48,8 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
         0; callers that want it add it).
     """
     with torch.no_grad():
-        sem_prob, center, offset = sem_prob.detach(), center.detach(), offset.detach()
+        # float32 whatever the network's precision (AMP): the same instances as from float32 maps
+        sem_prob, center, offset = (t.detach().float().contiguous() for t in (sem_prob, center, offset))
         C1, H, W = sem_prob.shape
         C = C1 - 1
         if center.shape != (C, H, W) or offset.shape != (2, H, W):
@@ -66,13 +67,13 @@ def decode_instances(sem_prob, center, offset, *, center_threshold=0.1, nms_kern
                               peaks_for=(heat, center_threshold, nms_kernel))
         if cb.M == 0:
             return _empty(H, W, center.dtype, dev)
-        g = group_components(cb, heat, offset[None], threshold=center_threshold, nms_kernel=nms_kernel,
-                             cluster=cluster)
-        slot, count = g["slot"], g["count"]
         # semantic probability of the component's class: channel cls + 1
         cls_p = take(cb.col[COL_CLS], cb.comp_p)
         pp = take(sem_prob, (cls_p + 1) * (H * W) + cb.pix)
-        s_seg = slot_mean(pp, slot, count)
+        g = group_components(cb, heat, offset[None], threshold=center_threshold, nms_kernel=nms_kernel,
+                             cluster=cluster, values_p=pp)
+        slot, count = g["slot"], g["count"]
+        s_seg = g["value_mean"]
         s_ctr = g["hmax"].to(s_seg.dtype)
         s_ctr = torch.where(s_ctr >= 1, s_seg, s_ctr)
         scores = s_ctr * s_seg

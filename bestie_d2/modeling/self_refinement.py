@@ -35,10 +35,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .center_clustering import group_components, offset_magnitude_mask
-from .component_labelling import label_class_maps
-from .components import COL_CLS, COL_CX, COL_CY, COL_IMG, slot_mean, sq_dist, take, to_host
-from .gaussian import paste_gaussians_
+from ..component_engine import (
+    COL_CLS, COL_CX, COL_CY, COL_IMG, group_components, label_class_maps, offset_magnitude_mask, take, to_host,
+)
+from ..component_engine.kernels import AVAILABLE as _TRITON
+from ..component_engine.ops import sq_dist
+from .gaussian import gaussian_patch, paste_gaussians_, patch_origin
+
+if _TRITON:
+    from ..component_engine.kernels.target_writing import write_instance_targets
 
 __all__ = ["RefineParams", "refine_image_label", "refine_point"]
 
@@ -52,7 +57,7 @@ class RefineParams:
     max_instances: int = 5
     min_area: int = 50
     sigma: float = 6.0
-    components_backend: str = "auto"  # component labelling: "auto" | "opencv" | "torch"
+    components_backend: str = "auto"  # component engine: "auto" | "opencv" | "torch" | "triton"
 
     @classmethod
     def from_config(cls, cfg):
@@ -151,6 +156,12 @@ def _write_image_label_targets(cb, g, keep, py, px, conf, targets, sigma):
     HW, pix, slot, slot_comp = H * W, cb.pix, g["slot"], g["slot_comp"]
     img_s = take(cb.col[COL_IMG], slot_comp)
     ch = torch.where(keep, img_s * C + take(cb.col[COL_CLS], slot_comp), torch.full_like(img_s, -1))
+    if cb.backend == "triton":  # one kernel pair, the same values
+        yx = torch.stack([py, px], 1)
+        y0, x0 = patch_origin(yx, sigma).unbind(1)
+        patch = gaussian_patch(sigma, t_center.device, t_center.dtype)[0]
+        write_instance_targets(pix, slot, keep, conf.float(), py, px, ch, y0, x0, patch, t_center, t_offset, t_weight)
+        return
     paste_gaussians_(t_center.view(B * C, H, W), ch, torch.stack([py, px], 1), sigma)
     conf_s = torch.where(keep, conf, torch.zeros_like(conf))
     py_s = torch.where(keep, py, torch.full_like(py, -1))
@@ -188,13 +199,13 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
     t0 = time.perf_counter()
     params = params or RefineParams()
     with torch.no_grad():
-        sem_logits, center, offset = sem_logits.detach(), center.detach(), offset.detach()
+        # float32 whatever the network's precision (AMP): the same targets as from float32 maps
+        sem_logits, center, offset = (t.detach().float().contiguous() for t in (sem_logits, center, offset))
         _check_image_label_inputs(sem_logits, center, offset)
         B, C, H, W = center.shape
         dev = center.device
         fg = _gt_foreground(wsss.detach().to(dev).long(), image_label.detach().to(dev), C).to(torch.uint8)
         mag = None if cluster is None else offset_magnitude_mask(offset, cluster.offset_threshold)
-        center = center.float()
         cb = label_class_maps(fg, params.min_area, mag, cluster, backend=params.components_backend,
                               peaks_for=(center, params.center_threshold, params.nms_kernel))
         targets = {"center": torch.zeros((B, C, H, W), dtype=torch.float32, device=dev),
@@ -202,10 +213,10 @@ def refine_image_label(sem_logits, center, offset, image_label, wsss, params=Non
                    "weight": torch.zeros((B, H, W), dtype=torch.float32, device=dev)}
         if cb.M == 0:
             return targets, _stats(0, 0, 0, 0, B, t0, dev)
-        g = group_components(cb, center, offset.float(), threshold=params.center_threshold,
-                             nms_kernel=params.nms_kernel, cluster=cluster)
+        g = group_components(cb, center, offset, threshold=params.center_threshold,
+                             nms_kernel=params.nms_kernel, cluster=cluster, values_p=_class_probability(cb, sem_logits))
         keep, skip_comp = _kept_instances(cb, g, params.max_instances)
-        s_seg = slot_mean(_class_probability(cb, sem_logits), g["slot"], g["count"])
+        s_seg = g["value_mean"]
         py, px, conf = _instance_centers(cb, g, s_seg, params.center_threshold)
         _write_image_label_targets(cb, g, keep, py, px, conf, targets, params.sigma)
         stats = _stats(keep.sum(), (conf.double() * keep).sum(), skip_comp[1:].sum(), cb.M, B, t0, dev)

@@ -65,6 +65,8 @@ import cv2
 import numpy as np
 import torch
 
+from .backends import pick_backend
+
 __all__ = [
     "Components",
     "connected_components",
@@ -72,10 +74,7 @@ __all__ = [
     "connected_components_opencv",
     "label_components",
     "value_region_roots",
-    "pick_backend",
 ]
-
-BACKENDS = ("auto", "opencv", "torch")
 
 
 class Components(NamedTuple):
@@ -298,20 +297,6 @@ def connected_components_opencv(masks, connectivity=8):
     return Components(
         torch.from_numpy(labels).to(torch.int64).to(masks.device), torch.from_numpy(counts).to(masks.device), 0
     )
-
-
-def pick_backend(device, backend="auto"):
-    """The implementation ``connected_components`` uses for tensors on ``device``.
-
-    ``"auto"``: ``"opencv"`` for CPU tensors (several times faster there, measured in
-    ``benchmarks/results/connected_components_cpu.txt``), ``"torch"`` for any other device (no host
-    transfer). ``"opencv"`` / ``"torch"`` force one.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "auto":
-        return backend
-    return "opencv" if torch.device(device).type == "cpu" else "torch"
 
 
 def connected_components(masks, connectivity=8, backend="auto"):

@@ -1,19 +1,18 @@
-"""Center clustering from the offset map (supplement §1; docs/method.md §5.1, §6), and the center
-finding + grouping step that decoding and self-refinement share.
+"""Center clustering from the offset map (supplement §1; docs/method.md §5.1, §6): parameters and
+the candidate regions.
 
 Near an instance center the predicted offsets are short. The candidate centers are the centroids of
 the 4-connected regions where ``|offset| < offset_threshold`` (2.5 px) inside one semantic
 component; a candidate is trusted only if its region's area is strictly between
 ``area - area_eps`` and ``area + area_eps`` (21 ± 3 at 2.5 px: a perfect radial field gives exactly
 21 pixels with ``dy² + dx² < 6.25``) and the (component-restricted) center heatmap there is above
-``min_heatmap``. The candidates are merged into the heatmap peaks: all of them when the component
-has no peak, otherwise only those farther than ``merge_distance`` from every peak; the added ones
-are "marked" (heatmap 1.0 there). Candidate order inside a component: by the raster position of
-the first pixel of each magnitude region.
+``min_heatmap``. The candidates are merged into the heatmap peaks (``centers``): all of them when
+the component has no peak, otherwise only those farther than ``merge_distance`` from every peak;
+the added ones are "marked" (heatmap 1.0 there). Candidate order inside a component: by the raster
+position of the first pixel of each magnitude region.
 
-``group_components`` runs, for every component of a ``ComponentBatch`` at once: center NMS
-(``components.component_peaks``), the clustering merge above (when ``ClusterParams`` are given)
-and the nearest-center grouping (``components.group_to_centers``).
+The host functions here (``region_candidates``, ``clustering_candidates``) find the regions of the
+OpenCV labelling; the torch and Triton labellings find the same regions on the device.
 """
 from dataclasses import dataclass
 
@@ -21,16 +20,15 @@ import cv2
 import numpy as np
 import torch
 
-from .components import component_peaks, group_to_centers, heat_index, sorted_peaks, take, to_host, COL_IMG
 from .connected_components import label_components
 
 __all__ = [
     "ClusterParams",
     "offset_magnitude_mask",
     "far_from_all",
+    "regions_4conn",
     "region_candidates",
     "clustering_candidates",
-    "group_components",
 ]
 
 
@@ -143,87 +141,3 @@ def clustering_candidates(mag_mask, params):
         return region_candidates(mag_mask[b, y0:y0 + h, x0:x0 + w], sub_labels, params, y0, x0, width)
 
     return candidates
-
-
-def _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, pk_valid, hv, params, C):
-    """Heatmap-checked candidates of ``cb.cand`` merged into the peaks (module docstring).
-
-    Returns ``(add (Q,) bool, marked hv (P,))``: the candidates added as centers, and the pixel
-    heatmap with 1.0 at the added candidates (only observable inside their own component).
-    """
-    dev = cb.device
-    HW, W = cb.H * cb.W, cb.W
-    cc, cy, cx = cb.cand[:, 0], cb.cand[:, 1], cb.cand[:, 2]
-    cflat = take(cb.col[COL_IMG], cc) * HW + cy * W + cx
-    in_comp = take(cb.lab.reshape(-1), cflat) == cc
-    ch = take(heat, heat_index(cb, cc, cflat, C))
-    ok = torch.where(in_comp, ch, torch.zeros_like(ch)) > params.min_heatmap
-    n_pk = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, pk_valid.long())
-    same = cc[:, None] == pk_comp[None, :]  # (Q, K); padding peaks have comp 0, candidates >= 1
-    d2 = (cy[:, None] - pk_y[None, :]) ** 2 + (cx[:, None] - pk_x[None, :]) ** 2
-    far = (far_from_all(d2, params.merge_distance) | ~same).all(1)
-    add = ok & ((n_pk[cc] == 0) | far)
-    flag = torch.zeros(cb.B * HW, dtype=torch.uint8, device=dev)
-    flag.scatter_reduce_(0, cflat, (add & in_comp).to(torch.uint8), reduce="amax")
-    hv = torch.where(take(flag, cb.pix) > 0, torch.ones_like(hv), hv)
-    return add, hv
-
-
-def _slot_layout(cb, peak_flat, cluster):
-    """The grouping's one host sync: ``(K, kmax, T, n_slots)``: the peak count, an upper bound of
-    the centers of one component (its peaks plus its clustering candidates) and the slots,
-    ``n_slots`` ``(M+1,)`` = max(peaks + candidates, 1) per component (row 0: 0)."""
-    dev = cb.device
-    is_pk = peak_flat >= 0
-    pk_comp = take(cb.lab.reshape(-1), peak_flat.clamp(min=0))
-    n_ub = torch.zeros(cb.M + 1, dtype=torch.long, device=dev).index_add_(0, pk_comp, is_pk.long())
-    if cluster is not None and cb.cand.shape[0] > 0:
-        n_ub.index_add_(0, cb.cand[:, 0], torch.ones_like(cb.cand[:, 0]))
-    n_slots = torch.cat([n_ub[:1] * 0, n_ub[1:].clamp(min=1)])
-    K, kmax, T = (int(v) for v in to_host(torch.stack([is_pk.sum(), n_ub[1:].max(), n_slots.sum()])))  # host sync
-    return K, kmax, T, n_slots
-
-
-def group_components(cb, center, offset, *, threshold, nms_kernel, cluster=None, max_elems=1 << 22):
-    """Centers (NMS + optional clustering merge) and grouping inside every component at once.
-
-    Args:
-        cb: ``ComponentBatch`` with ``M >= 1`` (with clustering candidates in ``cb.cand`` when
-            ``cluster`` is set).
-        center: ``(B, C, H, W)`` center heatmaps (a component uses its class channel).
-        offset: ``(B, 2, H, W)`` (dy, dx) px.
-        threshold, nms_kernel: center NMS parameters.
-        cluster: ``ClusterParams`` or None (then ``cb.cand`` is ignored).
-
-    Returns:
-        the dict of ``components.group_to_centers``; ``heat`` is the marked heatmap. One host
-        sync (``_slot_layout``), none when ``cb.slot_bounds`` fits ``center``, ``threshold`` and
-        ``nms_kernel`` (the torch labelling read them with its counts); same results either way.
-    """
-    C = center.shape[1]
-    HW, W = cb.H * cb.W, cb.W
-    heat = center.reshape(-1)
-    hv = take(heat, heat_index(cb, cb.comp_p, cb.pix, C))  # (P,) heatmap of each pixel's own class
-
-    peak_flat = component_peaks(cb, center, threshold, nms_kernel)
-    sb = cb.slot_bounds
-    if sb is not None and sb.fits(center, threshold, nms_kernel):
-        K, kmax, T, n_slots = sb.K, sb.kmax, sb.T, sb.n_slots
-    else:
-        K, kmax, T, n_slots = _slot_layout(cb, peak_flat, cluster)
-    pk_comp, pk_flat, valid = sorted_peaks(cb, peak_flat, K)
-    pk_y = (pk_flat % HW) // W
-    pk_x = pk_flat % W
-    comp_all, y_all, x_all = pk_comp, pk_y, pk_x
-    key = pk_comp * (2 * HW) + (pk_flat % HW)  # peaks first within a component, raster order
-    if cluster is not None and cb.cand.shape[0] > 0:
-        add, hv = _merge_candidates(cb, heat, pk_comp, pk_y, pk_x, valid, hv, cluster, C)
-        cc, cy, cx = cb.cand[:, 0], cb.cand[:, 1], cb.cand[:, 2]
-        q = torch.arange(cc.shape[0], device=cb.device)
-        comp_all = torch.cat([pk_comp, cc])
-        y_all = torch.cat([pk_y, cy])
-        x_all = torch.cat([pk_x, cx])
-        key = torch.cat([key, cc * (2 * HW) + HW + q])
-        valid = torch.cat([valid, add])
-    return group_to_centers(cb, offset, comp_all, y_all, x_all, key, valid, hv, n_slots, kmax, T,
-                            max_elems=max_elems)

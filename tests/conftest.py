@@ -13,14 +13,23 @@
   ResNet-18 / narrow decoder) on the CPU with random init (``MODEL.WEIGHTS ""``).
 * ``bestie_cfg_factory``: ``tests/cfg_factory.new_bestie_cfg`` itself, for a test that needs
   several fresh configs (``bestie_cfg_factory("configs/...yaml", ["KEY", "VALUE"])``).
+
+Without CUDA, ``TRITON_INTERPRET=1`` is set before ``bestie_d2`` is imported, so that the component
+engine's Triton kernels run (interpreted) on CPU tensors in ``tests/test_triton_*.py``.
 """
 import os
 
 import numpy as np
 import pytest
+import torch
 
-import bestie_d2  # noqa: F401  (prepares detectron2, registers data sets)
-from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg
+if not torch.cuda.is_available():
+    # The component engine's Triton kernels run on CPU tensors under Triton's interpreter; it must be
+    # on before bestie_d2 defines them (tests/test_triton_*.py). Without CUDA nothing else uses Triton.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import bestie_d2  # noqa: E402,F401  (prepares detectron2, registers data sets)
+from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg  # noqa: E402
 
 TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"

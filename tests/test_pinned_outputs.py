@@ -6,8 +6,9 @@ are on dyadic grids, so every sum is exact on any CPU). Refinement goes through 
 ``exp`` Gaussians, whose last bit may differ between CPUs / libm builds: its ``center`` and
 ``weight`` maps and the confidence statistic are compared with ``atol = 1e-6`` (about 8 float32 ulps
 at 1.0); its offsets (integer differences), which pixels got a weight and the instance counts are
-compared exactly. Every case runs with both component-labelling backends ("opencv", the CPU
-default, and "torch", the device path) and must give these same outputs.
+compared exactly. Every case runs with every component-engine backend ("opencv", the CPU default;
+"torch", the fallback; "triton", the CUDA default: on CUDA when there is a GPU, else under Triton's
+interpreter) and must give these same outputs.
 """
 import dataclasses
 import os
@@ -21,9 +22,17 @@ from bestie_d2.component_engine import ClusterParams
 from bestie_d2.modeling.post_processing import decode_instances
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
+from triton_device import DEVICE, TRITON_OK
+
 PINNED = os.path.join(os.path.dirname(__file__), "data", "pinned")
 ATOL = 1e-6
-BACKENDS = ["opencv", "torch"]
+BACKENDS = ["opencv", "torch"] + (["triton"] if TRITON_OK else [])
+
+
+def on(backend, *tensors):
+    """The tensors on the device the backend runs on (the Triton kernels: ``DEVICE``)."""
+    dev = DEVICE if backend == "triton" else "cpu"
+    return [t.to(dev) for t in tensors]
 
 
 def load(name):
@@ -43,11 +52,11 @@ def test_decode_is_pinned(case, backend):
     thr, k, min_area, use_cluster, md = DECODE[f"{case}/params"].tolist()
     cluster = ClusterParams(merge_distance=md) if use_cluster else None
     masks, classes, scores = decode_instances(
-        DECODE[f"{img}/sem_prob"], DECODE[f"{img}/center"], DECODE[f"{img}/offset"],
+        *on(backend, DECODE[f"{img}/sem_prob"], DECODE[f"{img}/center"], DECODE[f"{img}/offset"]),
         center_threshold=thr, nms_kernel=int(k), min_area=int(min_area), cluster=cluster, backend=backend)
-    assert torch.equal(masks, DECODE[f"{case}/masks"])
-    assert torch.equal(classes, DECODE[f"{case}/classes"])
-    assert torch.equal(scores, DECODE[f"{case}/scores"])
+    assert torch.equal(masks.cpu(), DECODE[f"{case}/masks"])
+    assert torch.equal(classes.cpu(), DECODE[f"{case}/classes"])
+    assert torch.equal(scores.cpu(), DECODE[f"{case}/scores"])
 
 
 def test_pinned_cases_cover_clustering_and_filtering():
@@ -67,6 +76,7 @@ def refine_inputs():
 
 
 def check_refined(name, targets, stats):
+    targets = {k: v.cpu() for k, v in targets.items()}
     for k, v in targets.items():
         want = REFINE[f"{name}/{k}"]
         if k == "offset":
@@ -76,10 +86,10 @@ def check_refined(name, targets, stats):
         if k == "weight":
             assert torch.equal(v > 0, want > 0)
     n = float(REFINE[f"{name}/stat_refined_instances_per_image"])
-    assert stats["refined_instances_per_image"] == pytest.approx(n, abs=1e-12)
-    assert stats["skipped_component_fraction"] == pytest.approx(
+    assert float(stats["refined_instances_per_image"]) == pytest.approx(n, abs=1e-12)
+    assert float(stats["skipped_component_fraction"]) == pytest.approx(
         float(REFINE[f"{name}/stat_skipped_component_fraction"]), abs=1e-12)
-    assert stats["mean_confidence"] == pytest.approx(float(REFINE[f"{name}/stat_mean_confidence"]), abs=ATOL)
+    assert float(stats["mean_confidence"]) == pytest.approx(float(REFINE[f"{name}/stat_mean_confidence"]), abs=ATOL)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -92,7 +102,7 @@ def check_refined(name, targets, stats):
 def test_refine_image_label_is_pinned(name, params, cluster, backend):
     (logits, center, offset, label, wsss), _ = refine_inputs()
     params = dataclasses.replace(params, components_backend=backend)
-    targets, stats = refine_image_label(logits, center, offset, label, wsss, params, cluster)
+    targets, stats = refine_image_label(*on(backend, logits, center, offset, label, wsss), params, cluster)
     check_refined(name, targets, stats)
 
 

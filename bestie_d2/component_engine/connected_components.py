@@ -1,4 +1,4 @@
-"""Exact connected-components labelling of binary masks, in torch (CPU and CUDA) or with OpenCV.
+"""Exact connected-components labelling of binary masks: OpenCV (host), Triton (CUDA) or torch.
 
 The component engine labels class maps with 8-connectivity (semantic components) and offset
 magnitude masks with 4-connectivity (center clustering), docs/method.md §5-§6. OpenCV only labels
@@ -8,20 +8,24 @@ needs no host round trip per image or per component.
 Public API:
 
 * ``connected_components(masks, connectivity=8, backend="auto")`` -> ``Components``: picks the
-  implementation per device (OpenCV for CPU tensors, torch for others; see ``pick_backend``).
-* ``connected_components_torch(masks, connectivity=8, first_check=8, check_every=4)`` and
-  ``connected_components_opencv(masks, connectivity=8)``: the two implementations.
+  implementation per device (OpenCV for CPU tensors, Triton for CUDA tensors, torch otherwise;
+  see ``backends.pick_backend``).
+* ``connected_components_opencv(masks, connectivity=8)``, ``connected_components_triton(masks,
+  connectivity=8)`` (the union-find kernels of ``kernels.union_find``) and
+  ``connected_components_torch(masks, connectivity=8, first_check=8, check_every=4)``: the three
+  implementations.
 * ``value_region_roots(values, connectivity, ...)``: the torch labelling of integer maps (pixels
   connect to neighbours of the same non-zero value), as region roots; optionally sync-free.
 * ``label_components(mask, connectivity)``: the package's one OpenCV call (with stats).
 
-Both return the same partition as ``cv2.connectedComponents(mask, connectivity=...)`` on every
+All return the same partition as ``cv2.connectedComponents(mask, connectivity=...)`` on every
 image (same pixel sets, hence the same areas); component *ids* may differ by a permutation.
 
-Output convention (both backends): ``labels`` ``(N, H, W)`` int64 on the masks' device, 0 =
+Output convention (every backend): ``labels`` ``(N, H, W)`` int64 on the masks' device, 0 =
 background, the components of image ``i`` numbered ``1..counts[i]`` *per image* (as OpenCV does);
-``counts`` ``(N,)`` int64 on the same device. The torch backend numbers the components of an image
-in the raster order (row-major, ``y * W + x``) of their first pixel; OpenCV's numbering is its own.
+``counts`` ``(N,)`` int64 on the same device. The torch and Triton backends number the components
+of an image in the raster order (row-major, ``y * W + x``) of their first pixel; OpenCV's numbering
+is its own. The Triton backend needs no host synchronisation at all.
 
 The torch algorithm (label equivalence with hooking and pointer jumping)
 ------------------------------------------------------------------------
@@ -66,12 +70,17 @@ import numpy as np
 import torch
 
 from .backends import pick_backend
+from .kernels import AVAILABLE
+
+if AVAILABLE:
+    from .kernels.union_find import label_regions
 
 __all__ = [
     "Components",
     "connected_components",
     "connected_components_torch",
     "connected_components_opencv",
+    "connected_components_triton",
     "label_components",
     "value_region_roots",
 ]
@@ -299,12 +308,34 @@ def connected_components_opencv(masks, connectivity=8):
     )
 
 
+def connected_components_triton(masks, connectivity=8):
+    """Label ``masks`` with the union-find kernels (``kernels.union_find.label_regions``), no host sync.
+
+    Same arguments and output convention as ``connected_components_torch`` (ids in the raster order
+    of each component's first pixel, per image; ``rounds`` = 0). CUDA tensors (or CPU tensors under
+    Triton's interpreter).
+    """
+    masks = _check_inputs(masks, connectivity)
+    N, H, W = masks.shape
+    if N * H * W == 0:
+        zeros = torch.zeros((N, H, W), dtype=torch.int64, device=masks.device)
+        return Components(zeros, torch.zeros(N, dtype=torch.int64, device=masks.device), 0)
+    root = label_regions(masks.to(torch.int32).contiguous(), connectivity, False)[0].view(N, H * W)
+    own = torch.arange(N * H * W, device=masks.device).view(N, H * W)
+    rank = torch.cumsum(root == own, dim=1)  # roots so far in raster order, per image
+    labels = torch.where(root >= 0, rank.gather(1, (root - own[:, :1]).clamp(min=0)), 0)
+    return Components(labels.view(N, H, W), rank[:, -1].clone(), 0)
+
+
 def connected_components(masks, connectivity=8, backend="auto"):
     """Connected components of ``masks`` ``(N, H, W)`` bool with the backend ``pick_backend`` chooses.
 
     Returns ``Components(labels (N, H, W) int64, counts (N,) int64, rounds)`` on the masks' device;
     the partition equals OpenCV's for every backend, the ids may differ by a permutation.
     """
-    if pick_backend(masks.device, backend) == "opencv":
+    which = pick_backend(masks.device, backend)
+    if which == "opencv":
         return connected_components_opencv(masks, connectivity)
+    if which == "triton":
+        return connected_components_triton(masks, connectivity)
     return connected_components_torch(masks, connectivity)

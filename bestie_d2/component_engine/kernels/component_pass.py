@@ -52,14 +52,16 @@ def _peak_candidates_kernel(IDS, CM, HEAT, CAND, CNT, PER, NR, H, W, C, threshol
                             PER_COL: tl.constexpr, NEIGHBOURS: tl.constexpr, ROWS: tl.constexpr,
                             BLOCK: tl.constexpr):
     row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]
-    x = tl.broadcast_to(tl.arange(0, BLOCK)[None, :], (ROWS, BLOCK))
+    # full (ROWS, BLOCK) tensors, not broadcast views: Triton's interpreter hands raw buffers to
+    # its atomics, which misread a broadcast (stride-0) value
+    x = tl.arange(0, BLOCK)[None, :] + tl.zeros([ROWS, BLOCK], dtype=tl.int32)
     m = (x < W) & (row < NR)
     i = row * W + x
     cid = tl.load(IDS + i, mask=m, other=0)
     v = tl.load(CM + i, mask=m, other=0)
     inc = m & (cid > 0)
-    y = tl.broadcast_to(row % H, (ROWS, BLOCK))
-    b = tl.broadcast_to(row // H, (ROWS, BLOCK))
+    y = row % H + 0 * x
+    b = row // H + 0 * x
     hoff = ((b.to(tl.int64) * C + (v - 1)) * H + y) * W + x
     h = tl.load(HEAT + hoff, mask=inc, other=0.0)
     cand = inc & (h > threshold) & (h > 0.0)

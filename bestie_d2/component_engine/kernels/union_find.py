@@ -82,7 +82,9 @@ def _union(L, a, b, act):
 def _tile(NR, W, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     """Rows ``row`` (ROWS, 1), columns ``x`` (ROWS, BLOCK), in-image mask and flat index."""
     row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]
-    x = tl.broadcast_to(tl.arange(0, BLOCK)[None, :], (ROWS, BLOCK))
+    # full (ROWS, BLOCK) tensors, not broadcast views: Triton's interpreter hands raw buffers to
+    # its atomics, which misread a broadcast (stride-0) value
+    x = tl.arange(0, BLOCK)[None, :] + tl.zeros([ROWS, BLOCK], dtype=tl.int32)
     m = (x < W) & (row < NR)
     return row, x, m, row * W + x
 
@@ -138,7 +140,7 @@ def _flatten_kernel(V, L, S, ORG, NR, H, W, NSTAT: tl.constexpr, ORIGIN: tl.cons
     vr = tl.load(V + i + 1, mask=m & (x < W - 1), other=0)
     s = run_start(v, vl, x, 1, LOG)
     end = fg & ((x == W - 1) | (vr != v))
-    y = tl.broadcast_to(row % H, (ROWS, BLOCK))
+    y = row % H + 0 * x
     n = (x - s + 1).to(tl.int64)
     y64 = y.to(tl.int64)
     so = r.to(tl.int64) * NSTAT

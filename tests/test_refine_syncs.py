@@ -5,8 +5,9 @@ Without a GPU, the ops that would synchronise on CUDA are recorded with a ``Torc
 ``masked_select``, the ``unique`` ops, ``equal``, ``is_nonzero``, indexing / index assignment with a
 boolean mask (a hidden ``nonzero``) and ``repeat_interleave`` without ``output_size``. Device values
 are read only through ``components.to_host`` (one copy each, counted); ``Tensor.numpy`` anywhere
-else and ``Tensor.tolist`` raise. Measured counts (backend "torch"): ``refine_image_label`` 1 (the
-labelling's counts, boxes and the grouping's size bounds, one transfer), ``refine_point`` 1,
+else and ``Tensor.tolist`` raise. Measured counts (backends "torch" and "triton", the
+latter under Triton's interpreter here): ``refine_image_label`` 1 (the labelling's counts and the
+grouping's size bounds, one transfer), ``refine_point`` 1,
 ``decode_instances`` 2 (that one plus the instance count). With CUDA, the same calls
 run under ``torch.cuda.set_sync_debug_mode("error")`` between those reads.
 """
@@ -22,6 +23,10 @@ from bestie_d2.modeling.post_processing import decode_instances
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label, refine_point
 
 from test_pinned_outputs import DECODE, refine_inputs
+from triton_device import TRITON_OK
+
+# the device paths: torch labelling and, where Triton runs on CPU tensors (its interpreter), the kernels
+DEVICE_BACKENDS = ["torch"] + (["triton"] if TRITON_OK and not torch.cuda.is_available() else [])
 
 aten = torch.ops.aten
 SYNC_OPS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
@@ -79,11 +84,12 @@ def count_syncs(monkeypatch):
     return run
 
 
-def test_refine_image_label_syncs(count_syncs):
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_refine_image_label_syncs(count_syncs, backend):
     (logits, center, offset, label, wsss), _ = refine_inputs()
     for cluster in (ClusterParams(), None):
         (targets, stats), syncs = count_syncs(lambda: refine_image_label(
-            logits, center, offset, label, wsss, RefineParams(components_backend="torch"), cluster))
+            logits, center, offset, label, wsss, RefineParams(components_backend=backend), cluster))
         assert syncs == ["to_host"], syncs
         assert all(torch.is_tensor(v) for k, v in stats.items() if k != "refine_time_s")
         assert float(stats["refined_instances_per_image"]) > 0  # a real case, not an empty one
@@ -96,10 +102,11 @@ def test_refine_point_syncs(count_syncs):
     assert float(stats["refined_instances_per_image"]) > 0
 
 
-def test_decode_syncs(count_syncs):
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_decode_syncs(count_syncs, backend):
     for cluster in (ClusterParams(), None):
         (masks, _, _), syncs = count_syncs(lambda: decode_instances(
-            DECODE["a/sem_prob"], DECODE["a/center"], DECODE["a/offset"], cluster=cluster, backend="torch"))
+            DECODE["a/sem_prob"], DECODE["a/center"], DECODE["a/offset"], cluster=cluster, backend=backend))
         assert masks.shape[0] > 0 and syncs == ["to_host"] * 2, syncs
 
 

@@ -19,7 +19,7 @@ from .launch import flat_tiles, launch
 __all__ = ["merge_candidates"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Q", "P", "H", "W", "C", "far_min", "SEARCH_STEPS"])
 def _merge_candidates_kernel(CAND, PKY, PKX, PSTART, PCOUNT, CIMG, CCLS, LAB, HEAT, PIX, HVOUT, ADD, Q, P, H, W, C,
                              min_heatmap, far_min, SEARCH_STEPS, BLOCK: tl.constexpr):
     q = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

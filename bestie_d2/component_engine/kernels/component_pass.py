@@ -27,7 +27,7 @@ from .union_find import NSTAT, ST_AREA, ST_SPARE
 __all__ = ["finalize_components", "peak_candidates", "finalize_regions", "slot_totals"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "min_area"])
 def _finalize_components_kernel(R, S, MAG, KEPT, IDS, VCLU, CNT, N, min_area, NSTAT: tl.constexpr,
                                 ST_AREA: tl.constexpr, CLUSTER: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -47,7 +47,7 @@ def _finalize_components_kernel(R, S, MAG, KEPT, IDS, VCLU, CNT, N, min_area, NS
     tl.atomic_add(CNT + 1, tl.sum(tl.where(is_root, area, 0), 0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NR", "H", "W", "C"])
 def _peak_candidates_kernel(IDS, CM, HEAT, CAND, CNT, PER, NR, H, W, C, threshold, PER_STRIDE: tl.constexpr,
                             PER_COL: tl.constexpr, NEIGHBOURS: tl.constexpr, ROWS: tl.constexpr,
                             BLOCK: tl.constexpr):
@@ -79,7 +79,7 @@ def _peak_candidates_kernel(IDS, CM, HEAT, CAND, CNT, PER, NR, H, W, C, threshol
     tl.atomic_add(PER + (cid - 1).to(tl.int64) * PER_STRIDE + PER_COL, tl.full([ROWS, BLOCK], 1, tl.int64), mask=cand)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "area_lo", "area_hi"])
 def _finalize_regions_kernel(V2, R2, S2, S1, CAND, CNT, N, area_lo, area_hi, NSTAT: tl.constexpr,
                              ST_AREA: tl.constexpr, ST_SPARE: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -94,7 +94,7 @@ def _finalize_regions_kernel(V2, R2, S2, S1, CAND, CNT, N, area_lo, area_hi, NST
     tl.atomic_add(S1 + (v - 1).to(tl.int64) * NSTAT + ST_SPARE, tl.full([BLOCK], 1, tl.int64), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])
 def _slot_totals_kernel(KEPT, S, OUT, N, NSTAT: tl.constexpr, ST_SPARE: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < N

@@ -22,7 +22,7 @@ from .union_find import NSTAT, ST_AREA, ST_SX, ST_SY, ST_X2MIN, ST_XMAX, ST_XMIN
 __all__ = ["component_rows", "component_ids", "region_rows"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "H", "W"])
 def _component_rows_kernel(ROOTS, CM, S, ORG, ROWS, KEY, M, H, W, NSTAT: tl.constexpr, ST_AREA: tl.constexpr,
                            ST_SY: tl.constexpr, ST_SX: tl.constexpr, ST_YMAX: tl.constexpr, ST_XMIN: tl.constexpr,
                            ST_XMAX: tl.constexpr, ST_X2MIN: tl.constexpr, BLOCK: tl.constexpr):
@@ -61,7 +61,7 @@ def _component_rows_kernel(ROOTS, CM, S, ORG, ROWS, KEY, M, H, W, NSTAT: tl.cons
     tl.store(ROWS + ro + 8, sx // area, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])
 def _root_ids_kernel(ROOTS, CID, M, BLOCK: tl.constexpr):
     j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = j < M
@@ -69,7 +69,7 @@ def _root_ids_kernel(ROOTS, CID, M, BLOCK: tl.constexpr):
     tl.store(CID + r, j.to(tl.int64) + 1, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])
 def _pixel_ids_kernel(IDS, CID, LAB, N, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < N
@@ -78,7 +78,7 @@ def _pixel_ids_kernel(IDS, CID, LAB, N, BLOCK: tl.constexpr):
     tl.store(LAB + i, tl.where(v > 0, c, 0), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Q", "N"])
 def _region_rows_kernel(RR, S2, LAB, ROWS, KEY, Q, N, NSTAT: tl.constexpr, ST_AREA: tl.constexpr,
                         ST_SY: tl.constexpr, ST_SX: tl.constexpr, BLOCK: tl.constexpr):
     j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

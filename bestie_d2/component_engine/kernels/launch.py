@@ -1,18 +1,23 @@
 """Launch helpers shared by the engine's Triton kernels: tile shapes, counted launches, the
 interpreter flag.
 
-The kernels work on tiles of ``ROWS`` image rows x ``BLOCK`` columns (``BLOCK`` = the row width
-rounded up to a power of two, at most ``MAX_WIDTH``). On a GPU a tile holds about 2048 pixels; under
-Triton's interpreter (CPU, tests) a tile holds up to 65536 pixels, because the interpreter's cost
-is per program, not per pixel.
+The row kernels work on tiles of ``ROWS`` image rows x ``BLOCK`` columns (``BLOCK`` = the row width
+rounded up to a power of two, at least 128 and at most ``MAX_WIDTH``); the flat kernels on blocks
+of ``BLOCK`` elements. On a GPU a tile holds 2048 pixels (``ROWS = 2048 // BLOCK``) and a flat
+block 1024 elements: shapes depend only on the width's power of two, so a training run compiles
+each kernel once or twice. Under Triton's interpreter (CPU, tests) a tile holds up to 65536 pixels,
+because the interpreter's cost is per program, not per pixel; ``recording(gpu_shapes=True)``
+switches it to the GPU's shapes (to compile the recorded launches for a GPU).
 """
+import contextlib
 import os
 
 import torch
 import triton
 from torch.library import wrap_triton
 
-__all__ = ["INTERPRETED", "MAX_WIDTH", "row_tiles", "flat_tiles", "launch", "launch_count"]
+__all__ = ["INTERPRETED", "MAX_WIDTH", "row_tiles", "flat_tiles", "per_program", "launch", "launch_count",
+           "recording"]
 
 try:
     from triton import knobs as _knobs
@@ -23,6 +28,13 @@ except (ImportError, AttributeError):  # older Triton: the environment variable 
 
 MAX_WIDTH = 8192  # widest supported row (px)
 _launches = [0]
+_recorders = []
+_gpu_shapes = [not INTERPRETED]
+
+
+def per_program(gpu, interpreted):
+    """The work size of one program: ``gpu`` on a GPU, ``interpreted`` under the interpreter."""
+    return gpu if _gpu_shapes[0] else interpreted
 
 
 def row_tiles(n_rows, width):
@@ -31,15 +43,18 @@ def row_tiles(n_rows, width):
     if width > MAX_WIDTH:
         raise ValueError(f"the Triton component kernels support rows up to {MAX_WIDTH} px, got {width}; "
                          "use MODEL.BESTIE.COMPONENTS_BACKEND 'torch' for wider images")
-    block = triton.next_power_of_2(max(int(width), 2))
-    budget = 1 << 16 if INTERPRETED else 1 << 11
-    rows = min(triton.next_power_of_2(max(int(n_rows), 1)), max(1, budget // block))
+    if _gpu_shapes[0]:
+        block = max(triton.next_power_of_2(int(width)), 128)
+        rows = max(1, 2048 // block)
+    else:
+        block = triton.next_power_of_2(max(int(width), 2))
+        rows = min(triton.next_power_of_2(max(int(n_rows), 1)), max(1, (1 << 16) // block))
     return (triton.cdiv(max(int(n_rows), 1), rows),), rows, block, block.bit_length() - 1
 
 
 def flat_tiles(n):
     """``(grid, BLOCK)`` of a launch over ``n`` elements in blocks of ``BLOCK``."""
-    block = 1 << 16 if INTERPRETED else 1024
+    block = per_program(1024, 1 << 16)
     return (triton.cdiv(max(int(n), 1), block),), block
 
 
@@ -52,9 +67,27 @@ def launch(kernel, grid, *args, **meta):
             raise ValueError(f"{getattr(kernel, '__name__', kernel)}: a tensor argument of shape {tuple(a.shape)} "
                              "is not contiguous")
     _launches[0] += 1
+    for rec in _recorders:
+        rec.append((kernel, grid, args, meta))
     wrap_triton(kernel)[grid](*args, **meta)
 
 
 def launch_count():
     """Kernel launches of the engine since import (monotone counter)."""
     return _launches[0]
+
+
+@contextlib.contextmanager
+def recording(gpu_shapes=False):
+    """Within the block, every launch is appended to the yielded list as ``(kernel, grid, args,
+    meta)`` (``tests/test_triton_compile.py`` compiles each recorded launch for a GPU target); with
+    ``gpu_shapes`` the launches use the GPU's tile shapes even under the interpreter."""
+    rec = []
+    _recorders.append(rec)
+    old = _gpu_shapes[0]
+    _gpu_shapes[0] = old or bool(gpu_shapes)
+    try:
+        yield rec
+    finally:
+        _recorders.remove(rec)
+        _gpu_shapes[0] = old

@@ -12,12 +12,12 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from .launch import INTERPRETED, launch
+from .launch import launch, per_program
 
 __all__ = ["window_peaks"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["K", "H", "W", "C", "RADIUS"])
 def _window_peaks_kernel(CANDS, IDS, CM, HEAT, OUT, K, H, W, C, RADIUS, CB: tl.constexpr, BK: tl.constexpr):
     c = tl.program_id(0) * CB + tl.arange(0, CB)[:, None]
     mc = c < K
@@ -66,7 +66,7 @@ def window_peaks(candidates: torch.Tensor, ids: torch.Tensor, class_maps: torch.
     if K:
         B, H, W = ids.shape
         k = int(nms_kernel)
-        cb = 64 if INTERPRETED else 16
+        cb = per_program(16, 64)
         launch(_window_peaks_kernel, (triton.cdiv(K, cb),), candidates, ids, class_maps, heat, out, K, H, W,
                heat.shape[1], k // 2, CB=cb, BK=triton.next_power_of_2(k))
     return out

@@ -27,7 +27,7 @@ __all__ = ["group_pixels", "EMPTY_KEY"]
 EMPTY_KEY = -(1 << 63)  # heat key of a slot no pixel joined
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["P", "H", "W"])
 def _group_pixels_kernel(PIX, COMP, OFF, CY, CX, CSTART, NCEN, SBASE, HV, VALS, SLOT, COUNT, VSUM, HKEY, P, H, W,
                          BLOCK: tl.constexpr, LOG: tl.constexpr):
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

@@ -11,12 +11,12 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from .launch import INTERPRETED, flat_tiles, launch
+from .launch import flat_tiles, launch, per_program
 
 __all__ = ["write_instance_targets"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "W", "S"])
 def _paste_kernel(KEEP, CH, Y0, X0, PATCH, CENTER, T, H, W, S, TB: tl.constexpr, BS: tl.constexpr):
     t = tl.program_id(0) * TB + tl.arange(0, TB)[:, None]
     keep = (t < T) & (tl.load(KEEP + t, mask=t < T, other=0) != 0)
@@ -33,7 +33,7 @@ def _paste_kernel(KEEP, CH, Y0, X0, PATCH, CENTER, T, H, W, S, TB: tl.constexpr,
         tl.atomic_max(CENTER + (ch * H + yy) * W + xx, g, mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["P", "H", "W"])
 def _pixel_targets_kernel(PIX, SLOT, KEEP, CONF, PY, PX, WEIGHT, OFFSET, P, H, W, BLOCK: tl.constexpr):
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < P
@@ -76,7 +76,7 @@ def write_instance_targets(pix: torch.Tensor, slot: torch.Tensor, keep: torch.Te
     keep_u8 = keep.to(torch.uint8)
     if T:
         S = patch.shape[0]
-        tb = 64 if INTERPRETED else 4
+        tb = per_program(4, 64)
         launch(_paste_kernel, (triton.cdiv(T, tb),), keep_u8, channel, patch_y0, patch_x0, patch, center, T, H, W, S,
                TB=tb, BS=triton.next_power_of_2(S))
     if P:

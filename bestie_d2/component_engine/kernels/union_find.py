@@ -89,7 +89,7 @@ def _tile(NR, W, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     return row, x, m, row * W + x
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NR", "W"])
 def _init_kernel(V, L, S, NR, W, NSTAT: tl.constexpr, BIG: tl.constexpr, ROWS: tl.constexpr,
                  BLOCK: tl.constexpr, LOG: tl.constexpr):
     row, x, m, i = _tile(NR, W, ROWS, BLOCK)
@@ -110,7 +110,7 @@ def _init_kernel(V, L, S, NR, W, NSTAT: tl.constexpr, BIG: tl.constexpr, ROWS: t
     tl.store(S + so + 7, zero, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NR", "H", "W"])
 def _merge_kernel(V, L, NR, H, W, CONN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     row, x, m, i = _tile(NR, W, ROWS, BLOCK)
     m = m & ((row % H) > 0)
@@ -128,7 +128,7 @@ def _merge_kernel(V, L, NR, H, W, CONN: tl.constexpr, ROWS: tl.constexpr, BLOCK:
             _union(L, i, n, okn & (vn == v) & (starts | n_starts))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NR", "H", "W"])
 def _flatten_kernel(V, L, S, ORG, NR, H, W, NSTAT: tl.constexpr, ORIGIN: tl.constexpr, ROWS: tl.constexpr,
                     BLOCK: tl.constexpr, LOG: tl.constexpr):
     row, x, m, i = _tile(NR, W, ROWS, BLOCK)

@@ -2,13 +2,16 @@
 
 1. ``refine``: ``refine_image_label`` (with center clustering) alone on synthetic network outputs
    (416x416, C = 20, 2-3 classes per image with ~3 instances each, noisy heatmaps / offsets /
-   semantic maps; WSSS = the noisy semantic argmax), per device, batch and labelling backend
-   (``opencv`` / ``torch``); median wall time over ``--runs`` (after a warm-up).
+   semantic maps; WSSS = the noisy semantic argmax), per device, batch and component-engine
+   backend (``opencv`` / ``torch`` / ``triton``, those that run on the device); median wall time
+   over ``--runs`` (after a warm-up), and the engine's Triton kernel launches per call.
 2. ``step``: one full training step (forward + backward + Adam) of the configs' BESTIE models
    (``--models R50 HRNet48``: ``configs/VOC/bestie_{R50,HRNet48}_image_label.yaml``, random init)
    on mapper-like batches (``bench_train_step.synthetic_batch``), refinement off and on (the
-   model's own outputs; backend "auto"), per device, model and batch; the table gives both and
-   the refinement's share ``(on - off) / off``.
+   model's own outputs; backend "auto"), per device, model, batch and precision (``--amp``:
+   ``off`` = float32, ``fp16`` / ``bf16`` = autocast as detectron2's ``AMPTrainer``, with a
+   gradient scaler for fp16); the table gives both, the refinement's share ``(on - off) / off``
+   and whether every loss stayed finite.
 3. ``worst``: the worst inputs for iterative labelling through ``refine_image_label``: one
    1-pixel-wide spiral WSSS region (the longest path) and many tiny components (an isolated pixel
    every 2 px), per device and backend.
@@ -17,7 +20,7 @@ On CPU keep it small (defaults: 1 step after 1 warm-up, 3 refinement runs); flag
 
     .venv/bin/python benchmarks/bench_refine.py [--devices cpu cuda] [--parts refine step worst]
         [--models R50 HRNet48] [--batches 4 16] [--size 416] [--runs 3] [--steps 1] [--threads 0]
-        [--backends opencv torch]
+        [--backends opencv torch triton] [--amp off fp16 bf16]
 """
 import argparse
 import os
@@ -34,7 +37,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import bestie_d2  # noqa: E402,F401
-from bestie_d2.component_engine import ClusterParams  # noqa: E402
+from bestie_d2.component_engine import ClusterParams, kernels  # noqa: E402
+from bestie_d2.component_engine.backends import pick_backend  # noqa: E402
 from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label  # noqa: E402
 from bench_train_step import synthetic_batch as synthetic_train_batch  # noqa: E402
 from reference_decode import make_synthetic_outputs  # noqa: E402
@@ -82,18 +86,32 @@ def synthetic_batch(batch, size, num_classes, seed=0):
 
 
 def time_refine_backend(outputs, device, backend, runs):
-    """Median seconds of ``refine_image_label`` on ``outputs`` with one labelling backend."""
+    """``(median seconds, kernel launches per call)`` of ``refine_image_label`` on ``outputs`` with
+    one component-engine backend."""
     logits, center, offset, label, wsss = (t.to(device) for t in outputs)
     params, cluster = RefineParams(components_backend=backend), ClusterParams()
-    refine_image_label(logits, center, offset, label, wsss, params, cluster)  # warm-up
+    refine_image_label(logits, center, offset, label, wsss, params, cluster)  # warm-up (and compile)
     times = []
+    launches = kernels.launch_count()
     for _ in range(runs):
         sync(device)
         t = time.perf_counter()
         refine_image_label(logits, center, offset, label, wsss, params, cluster)
         sync(device)
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(times), (kernels.launch_count() - launches) // max(runs, 1)
+
+
+def usable_backends(backends, device):
+    """The backends of ``backends`` that run on ``device`` (the Triton kernels need CUDA)."""
+    out = []
+    for be in backends:
+        try:
+            pick_backend(device, be)
+            out.append(be)
+        except RuntimeError as e:
+            print(f"skipping backend {be} on {device}: {e}", flush=True)
+    return out
 
 
 def worst_case_outputs(kind, batch, size, num_classes=20):
@@ -127,24 +145,37 @@ def build_bestie(model, device):
     return build_model(cfg), cfg
 
 
-def time_step(model, optimizer, batch, steps, device, refine):
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def time_step(model, optimizer, batch, steps, device, refine, amp="off"):
+    """``(median seconds per step, all losses finite)`` of ``steps`` training steps after a warm-up;
+    ``amp`` "fp16" / "bf16": forward under autocast (fp16 with a gradient scaler), as detectron2's
+    ``AMPTrainer`` does."""
     from detectron2.utils.events import EventStorage
 
     model.train()
     model.refine_active = refine
-    times = []
+    dtype = AMP_DTYPES[amp]
+    dev_type = torch.device(device).type
+    scaler = torch.amp.GradScaler(dev_type, enabled=dtype == torch.float16)
+    times, finite = [], True
     with EventStorage(0):
         for i in range(steps + 1):  # the first step is a warm-up
             sync(device)
             t = time.perf_counter()
-            losses = model(batch)
+            with torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                losses = model(batch)
+            total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
             sync(device)
             if i > 0:
                 times.append(time.perf_counter() - t)
-    return statistics.median(times)
+            finite = finite and bool(torch.isfinite(total.detach()))
+    return statistics.median(times), finite
 
 
 def main(argv=None):
@@ -157,7 +188,9 @@ def main(argv=None):
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3, help="refinement runs (median; CUDA: x5)")
     ap.add_argument("--steps", type=int, default=1, help="training steps after one warm-up (CUDA: x10)")
-    ap.add_argument("--backends", nargs="+", default=["opencv", "torch"])
+    ap.add_argument("--backends", nargs="+", default=["opencv", "torch", "triton"])
+    ap.add_argument("--amp", nargs="+", default=["off"], choices=list(AMP_DTYPES),
+                    help="precisions of the step part (off = float32)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     args = ap.parse_args(argv)
     if args.threads > 0:
@@ -167,16 +200,17 @@ def main(argv=None):
     for dev in args.devices:
         where = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
         runs, steps = (args.runs * 5, args.steps * 10) if dev.startswith("cuda") else (args.runs, args.steps)
+        backends = usable_backends(args.backends, dev)
         for b in args.batches if "refine" in args.parts else []:
             outputs, _ = synthetic_batch(b, args.size, args.classes)
-            for be in args.backends:
-                t = time_refine_backend(outputs, dev, be, runs)
-                rows.append(f"refine  {where:24s} batch {b:3d} {be:7s} {1000 * t:9.1f} ms")
+            for be in backends:
+                t, n = time_refine_backend(outputs, dev, be, runs)
+                rows.append(f"refine  {where:24s} batch {b:3d} {be:7s} {1000 * t:9.1f} ms  ({n} kernel launches)")
                 print(rows[-1], flush=True)
         for kind in ("spiral", "tiny") if "worst" in args.parts else []:
             outputs = worst_case_outputs(kind, 4, args.size, args.classes)
-            for be in args.backends:
-                t = time_refine_backend(outputs, dev, be, runs)
+            for be in backends:
+                t, n = time_refine_backend(outputs, dev, be, runs)
                 rows.append(f"worst   {where:24s} {kind:6s} b4 {be:7s} {1000 * t:9.1f} ms")
                 print(rows[-1], flush=True)
         for name in args.models if "step" in args.parts else []:
@@ -185,11 +219,13 @@ def main(argv=None):
             for b in args.batches:
                 batch = [{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in x.items()}
                          for x in synthetic_train_batch(b, args.size, cfg.BESTIE.NUM_CLASSES)]
-                off = time_step(model, opt, batch, steps, dev, refine=False)
-                on = time_step(model, opt, batch, steps, dev, refine=True)
-                rows.append(f"step    {where:24s} {name:8s} batch {b:3d} off {off:8.3f} s  on {on:8.3f} s  "
-                            f"refinement +{100 * (on - off) / off:5.1f} % of the step")
-                print(rows[-1], flush=True)
+                for amp in args.amp:
+                    off, ok_off = time_step(model, opt, batch, steps, dev, refine=False, amp=amp)
+                    on, ok_on = time_step(model, opt, batch, steps, dev, refine=True, amp=amp)
+                    rows.append(f"step    {where:24s} {name:8s} batch {b:3d} {amp:4s} off {off:8.3f} s  on {on:8.3f} s  "
+                                f"refinement +{100 * (on - off) / off:5.1f} % of the step  "
+                                f"losses {'finite' if ok_off and ok_on else 'NOT FINITE'}")
+                    print(rows[-1], flush=True)
             del model, opt
     print("\n".join(["", "summary:"] + rows))
     return 0

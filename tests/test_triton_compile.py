@@ -2,7 +2,8 @@
 
 The kernels run under Triton's interpreter in the rest of the suite, which accepts some programs
 the compiler refuses. So the launches of one refinement (with clustering), one decoding, the
-binary-mask API and the peak-candidate fallback are recorded (``kernels.launch.recording``, with
+binary-mask API and the peak-candidate fallback (and a decoding of 600-px rows, for the widest
+tiles) are recorded (``kernels.launch.recording``, with
 the GPU's tile shapes) with their argument types and constexprs, and a subprocess without ``TRITON_INTERPRET`` compiles each
 distinct launch with ``triton.compile(..., target=GPUTarget("cuda", 90, 32))`` down to a cubin
 (Triton ships its own ``ptxas``). A kernel that only the interpreter accepts fails here.
@@ -72,6 +73,9 @@ def recorded_launches():
         refine_image_label(*inputs, RefineParams(components_backend="triton"), ClusterParams())
         logits, center, offset = inputs[:3]
         decode_instances(logits[0].softmax(0), center[0], offset[0], cluster=ClusterParams(), backend="triton")
+        wide = [t.to(DEVICE) for t in synthetic_batch(1, 600, 6)[0]]  # rows of 600 px: the 1024-wide tiles
+        decode_instances(wide[0][0, :, :24].softmax(0).contiguous(), wide[1][0, :, :24].contiguous(),
+                         wide[2][0, :, :24].contiguous(), cluster=ClusterParams(), backend="triton")
         connected_components(inputs[4] > 0, 8, backend="triton")
         cb = label_class_maps(inputs[4].to(torch.uint8), 1, backend="triton")  # no peaks_for: the fallback
         group_components(cb, center.contiguous(), offset, threshold=0.2, nms_kernel=5)

@@ -246,12 +246,15 @@ def add_pam_config(cfg):
 
 
 def add_solver_config(cfg):
-    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS`` (``bestie_d2.engine.solver``,
+    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS / AMP.PRECISION`` (``bestie_d2.engine.solver``,
     ``bestie_d2.engine.train_loop``)."""
     cfg.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (BESTIE) or "SGD" (PAM, Mask R-CNN)
     cfg.SOLVER.POLY_LR_POWER = 0.9  # for LR_SCHEDULER_NAME "WarmupPolyLR"
     # Stop training with a clear error when the loss is NaN/inf (last good checkpoint kept).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
+    # Autocast precision of SOLVER.AMP.ENABLED training: "float16" (with a gradient scaler) or
+    # "bfloat16" (bestie_d2.engine.train_loop.PrecisionAMPTrainer).
+    cfg.SOLVER.AMP.PRECISION = "float16"
 
 
 def add_evaluation_config(cfg):

@@ -7,16 +7,36 @@ has a hook between the forward and the backward pass, so :class:`FiniteCheckTrai
 copy of ``run_step`` with one addition: the summed loss is checked on every rank before
 ``backward`` and ``step`` (one scalar sync per step, which ``SimpleTrainer`` already pays when it
 logs the losses). The weights, and so every checkpoint, stay those of the last good iteration.
-Chosen by ``SOLVER.CHECK_FINITE_LOSS`` (default on; AMP training keeps ``AMPTrainer``).
+Chosen by ``SOLVER.CHECK_FINITE_LOSS`` (default on).
+
+Mixed precision (``SOLVER.AMP.ENABLED``): :class:`PrecisionAMPTrainer` is detectron2's
+``AMPTrainer`` with the autocast precision of ``SOLVER.AMP.PRECISION`` (``float16`` with a gradient
+scaler, or ``bfloat16`` without one) on both detectron2 versions (0.6's ``AMPTrainer`` knows only
+float16 and only CUDA), the same finite-loss check before the backward pass, and autocast on the
+model's device type (CUDA, or the CPU in tests). BESTIE's self-refinement and decoding take the
+half-precision maps and work in float32 (the same targets as from the float32 values).
 """
 import time
 
 import torch
-from detectron2.engine import SimpleTrainer
+from detectron2.engine import AMPTrainer, SimpleTrainer
 
 from .. import compat
 
-__all__ = ["NonFiniteLossError", "FiniteCheckTrainer"]
+__all__ = ["NonFiniteLossError", "FiniteCheckTrainer", "PrecisionAMPTrainer", "AMP_PRECISIONS"]
+
+AMP_PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _check_finite(losses, loss_dict, iteration):
+    """Raise :class:`NonFiniteLossError` when the summed loss is NaN or infinite."""
+    if not bool(torch.isfinite(losses)):
+        parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
+        raise NonFiniteLossError(
+            f"Loss became non-finite at iteration {iteration} ({parts}). Training stopped before "
+            "the update; the weights and the last checkpoint are those of the last good iteration. "
+            "Lower SOLVER.BASE_LR, check the inputs of this batch, or resume from the last checkpoint."
+        )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -37,16 +57,52 @@ class FiniteCheckTrainer(SimpleTrainer):
             loss_dict = {"total_loss": loss_dict}
         else:
             losses = sum(loss_dict.values())
-        if not bool(torch.isfinite(losses)):
-            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
-            raise NonFiniteLossError(
-                f"Loss became non-finite at iteration {self.iter} ({parts}). Training stopped before "
-                "the update; the weights and the last checkpoint are those of the last good iteration. "
-                "Lower SOLVER.BASE_LR, check the inputs of this batch, or resume from the last checkpoint."
-            )
+        _check_finite(losses, loss_dict, self.iter)
         self.optimizer.zero_grad()
         losses.backward()
         if compat.trainer_has_after_backward():
             self.after_backward()
         self._write_metrics(loss_dict, data_time)
         self.optimizer.step()
+
+
+class PrecisionAMPTrainer(AMPTrainer):
+    """detectron2's ``AMPTrainer`` with a chosen autocast precision and the finite-loss check.
+
+    Args:
+        model, data_loader, optimizer: as ``AMPTrainer``.
+        precision: ``torch.float16`` (gradient scaler on) or ``torch.bfloat16`` (no scaler: bf16
+            has float32's range).
+        check_finite: refuse a non-finite loss before backward / step (``SOLVER.CHECK_FINITE_LOSS``);
+            with float16 the scaler also skips steps with inf / NaN gradients.
+    """
+
+    def __init__(self, model, data_loader, optimizer, precision=torch.float16, check_finite=True):
+        device_type = next(model.parameters()).device.type
+        scaler = torch.amp.GradScaler(device_type, enabled=precision == torch.float16)
+        super().__init__(model, data_loader, optimizer, grad_scaler=scaler)
+        self.precision = precision
+        self.check_finite = check_finite
+        self.device_type = device_type
+
+    def run_step(self):
+        assert self.model.training, "[PrecisionAMPTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        with torch.autocast(self.device_type, dtype=self.precision):
+            loss_dict = self.model(data)
+            if isinstance(loss_dict, torch.Tensor):
+                losses = loss_dict
+                loss_dict = {"total_loss": loss_dict}
+            else:
+                losses = sum(loss_dict.values())
+        if self.check_finite:
+            _check_finite(losses, loss_dict, self.iter)
+        self.optimizer.zero_grad()
+        self.grad_scaler.scale(losses).backward()
+        if compat.trainer_has_after_backward():
+            self.after_backward()
+        self._write_metrics(loss_dict, data_time)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()

@@ -16,7 +16,9 @@ Differences from ``DefaultTrainer`` (all deliberate), made in :meth:`Trainer.__i
 
 * the training step refuses a non-finite loss *before* the backward pass and the optimizer step
   (:class:`~bestie_d2.engine.train_loop.FiniteCheckTrainer`), so the weights (and every
-  checkpoint) stay those of the last good iteration;
+  checkpoint) stay those of the last good iteration; with ``SOLVER.AMP.ENABLED`` the step is
+  detectron2's ``AMPTrainer`` with ``SOLVER.AMP.PRECISION`` (float16 or bfloat16) and the same check
+  (:class:`~bestie_d2.engine.train_loop.PrecisionAMPTrainer`);
 * checkpoints are written atomically, loading never executes pickled code
   (:class:`~bestie_d2.engine.checkpoint.SafeCheckpointer`), and on detectron2 0.6 they also hold
   the optimizer state (exact resume; main's trainer state has it already);
@@ -28,7 +30,7 @@ import weakref
 from collections import OrderedDict
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -37,15 +39,28 @@ from .. import compat
 from .checkpoint import SafeCheckpointer
 from .hooks import SelfRefinementHook
 from .solver import build_lr_scheduler, build_optimizer
-from .train_loop import FiniteCheckTrainer
+from .train_loop import AMP_PRECISIONS, FiniteCheckTrainer, PrecisionAMPTrainer
 
-__all__ = ["Trainer", "build_evaluator"]
+__all__ = ["Trainer", "build_evaluator", "build_step_trainer"]
 
 logger = logging.getLogger(__name__)
 
 
 def _is_meta(cfg, name):
     return cfg.MODEL.META_ARCHITECTURE == name
+
+
+def build_step_trainer(cfg, model, data_loader, optimizer):
+    """The training-step runner: ``PrecisionAMPTrainer`` with ``SOLVER.AMP.ENABLED`` (precision
+    ``SOLVER.AMP.PRECISION``), else ``FiniteCheckTrainer`` (``SOLVER.CHECK_FINITE_LOSS``) or
+    detectron2's ``SimpleTrainer``."""
+    if cfg.SOLVER.AMP.ENABLED:
+        name = cfg.SOLVER.AMP.PRECISION
+        if name not in AMP_PRECISIONS:
+            raise ValueError(f"SOLVER.AMP.PRECISION must be one of {sorted(AMP_PRECISIONS)}, got {name!r}")
+        return PrecisionAMPTrainer(model, data_loader, optimizer, AMP_PRECISIONS[name], cfg.SOLVER.CHECK_FINITE_LOSS)
+    step = FiniteCheckTrainer if cfg.SOLVER.CHECK_FINITE_LOSS else SimpleTrainer
+    return step(model, data_loader, optimizer)
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
@@ -97,8 +112,7 @@ class Trainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg)
         cpu = {"device_ids": None} if cfg.MODEL.DEVICE == "cpu" else {}  # ours (1): CPU/gloo DDP
         model = create_ddp_model(model, broadcast_buffers=False, **cpu)
-        step = FiniteCheckTrainer if cfg.SOLVER.CHECK_FINITE_LOSS else SimpleTrainer  # ours (2)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else step)(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # ours (2)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         # ours (3): atomic, no unpickling; the LR scheduler is saved by hooks.LRScheduler's state
         extra = {} if compat.trainer_state_has_optimizer() else {"optimizer": optimizer}  # v0.6

@@ -123,9 +123,9 @@ def main(argv=None):
     ap.add_argument("--after", default=ROOT)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--sizes", type=int, nargs="+", default=[416, 512])
-    ap.add_argument("--backend", choices=["default", "opencv", "torch"], default="default",
+    ap.add_argument("--backend", choices=["default", "opencv", "torch", "triton"], default="default",
                     help="component labelling of the --after tree (default: its own default)")
-    ap.add_argument("--before-backend", choices=["default", "opencv", "torch"], default="default",
+    ap.add_argument("--before-backend", choices=["default", "opencv", "torch", "triton"], default="default",
                     help="component labelling of the --before tree (a tree that has the choice)")
     ap.add_argument("--time", type=int, default=0, metavar="ROUNDS",
                     help="also time every call (1 thread): ROUNDS alternating before/after runs of 3 repeats")

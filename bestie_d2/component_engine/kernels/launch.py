@@ -3,8 +3,8 @@ interpreter flag.
 
 The row kernels work on tiles of ``ROWS`` image rows x ``BLOCK`` columns (``BLOCK`` = the row width
 rounded up to a power of two, at least 128 and at most ``MAX_WIDTH``); the flat kernels on blocks
-of ``BLOCK`` elements. On a GPU a tile holds 2048 pixels (``ROWS = 2048 // BLOCK``) and a flat
-block 1024 elements: shapes depend only on the width's power of two, so a training run compiles
+of ``BLOCK`` elements. On a GPU a tile holds 1024 pixels (``ROWS = 1024 // BLOCK``) and a flat
+block 1024 elements (compile times for sm_90 of 2-6 s per kernel, measured with Triton 3.6 and 3.8): shapes depend only on the width's power of two, so a training run compiles
 each kernel once or twice. Under Triton's interpreter (CPU, tests) a tile holds up to 65536 pixels,
 because the interpreter's cost is per program, not per pixel; ``recording(gpu_shapes=True)``
 switches it to the GPU's shapes (to compile the recorded launches for a GPU).
@@ -45,7 +45,7 @@ def row_tiles(n_rows, width):
                          "use MODEL.BESTIE.COMPONENTS_BACKEND 'torch' for wider images")
     if _gpu_shapes[0]:
         block = max(triton.next_power_of_2(int(width)), 128)
-        rows = max(1, 2048 // block)
+        rows = max(1, 1024 // block)
     else:
         block = triton.next_power_of_2(max(int(width), 2))
         rows = min(triton.next_power_of_2(max(int(n_rows), 1)), max(1, (1 << 16) // block))

@@ -28,6 +28,17 @@ __all__ = ["NonFiniteLossError", "FiniteCheckTrainer", "PrecisionAMPTrainer", "A
 AMP_PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def _forward(trainer):
+    """One batch through the model: ``(loss_dict, summed loss, data_time)`` (s)."""
+    start = time.perf_counter()
+    data = next(trainer._data_loader_iter)
+    data_time = time.perf_counter() - start
+    loss_dict = trainer.model(data)
+    if isinstance(loss_dict, torch.Tensor):
+        return {"total_loss": loss_dict}, loss_dict, data_time
+    return loss_dict, sum(loss_dict.values()), data_time
+
+
 def _check_finite(losses, loss_dict, iteration):
     """Raise :class:`NonFiniteLossError` when the summed loss is NaN or infinite."""
     if not bool(torch.isfinite(losses)):
@@ -48,15 +59,7 @@ class FiniteCheckTrainer(SimpleTrainer):
 
     def run_step(self):
         assert self.model.training, "[FiniteCheckTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
-        loss_dict = self.model(data)
-        if isinstance(loss_dict, torch.Tensor):
-            losses = loss_dict
-            loss_dict = {"total_loss": loss_dict}
-        else:
-            losses = sum(loss_dict.values())
+        loss_dict, losses, data_time = _forward(self)
         _check_finite(losses, loss_dict, self.iter)
         self.optimizer.zero_grad()
         losses.backward()
@@ -87,16 +90,8 @@ class PrecisionAMPTrainer(AMPTrainer):
 
     def run_step(self):
         assert self.model.training, "[PrecisionAMPTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
         with torch.autocast(self.device_type, dtype=self.precision):
-            loss_dict = self.model(data)
-            if isinstance(loss_dict, torch.Tensor):
-                losses = loss_dict
-                loss_dict = {"total_loss": loss_dict}
-            else:
-                losses = sum(loss_dict.values())
+            loss_dict, losses, data_time = _forward(self)
         if self.check_finite:
             _check_finite(losses, loss_dict, self.iter)
         self.optimizer.zero_grad()

@@ -60,8 +60,9 @@ def flat_tiles(n):
 
 def launch(kernel, grid, *args, **meta):
     """``kernel[grid](*args, **meta)`` through ``torch.library.wrap_triton`` (so a ``triton_op``
-    stays traceable), counted in ``launch_count()``. The kernels index their tensors as contiguous
-    arrays: a non-contiguous tensor argument is refused (callers pass ``.contiguous()`` inputs)."""
+    stays traceable), counted in ``launch_count()``, on the GPU of its tensors. The kernels index
+    their tensors as contiguous arrays: a non-contiguous tensor argument is refused (callers pass
+    ``.contiguous()`` inputs)."""
     for a in args:
         if isinstance(a, torch.Tensor) and not a.is_contiguous():
             raise ValueError(f"{getattr(kernel, '__name__', kernel)}: a tensor argument of shape {tuple(a.shape)} "
@@ -69,7 +70,12 @@ def launch(kernel, grid, *args, **meta):
     _launches[0] += 1
     for rec in _recorders:
         rec.append((kernel, grid, args, meta))
-    wrap_triton(kernel)[grid](*args, **meta)
+    dev = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    if dev is not None and dev.type == "cuda":  # launch on the tensors' GPU, not the current one
+        with torch.cuda.device(dev):
+            wrap_triton(kernel)[grid](*args, **meta)
+    else:
+        wrap_triton(kernel)[grid](*args, **meta)
 
 
 def launch_count():

@@ -9,13 +9,15 @@ generators, and written to a temporary file. Each tree then runs ``decode_instan
 
     .venv/bin/python benchmarks/compare_outputs.py [--before /work/before] [--after .]
         [--python .venv/bin/python] [--sizes 416 512] [--backend opencv|torch]
-        [--before-backend opencv|torch] [--time ROUNDS]
+        [--before-backend opencv|torch] [--time ROUNDS] [--clock wall|cpu]
 
 ``--backend`` selects the component labelling of the ``--after`` tree (``decode_instances(backend=)``,
 ``RefineParams.components_backend``; the tree before the device labelling has only OpenCV),
 ``--before-backend`` that of the ``--before`` tree when it has the choice.
 ``--time R`` also times every call on 1 thread in R interleaved before/after worker runs (3 repeats
-each after a warm-up) and prints the medians and their ratio.
+each after a warm-up) and prints the medians and their ratio; ``--clock cpu`` times the worker's
+CPU time instead of the elapsed time (on a machine busy with other jobs the elapsed time mostly
+measures the wait for a core).
 
 Prints one line per output and exits 1 if any differs. The worker finds the functions under their
 module names in either layout (``bestie_d2.modeling.post_processing`` / ``self_refinement`` /
@@ -64,7 +66,10 @@ def make_inputs(sizes):
     return {k: v.numpy() for k, v in arrays.items()}
 
 
-def worker(tree, inp, out, backend="default", repeats=0):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def worker(tree, inp, out, backend="default", repeats=0, clock="wall"):
     """Run in a subprocess: the tree's functions on the inputs, outputs to ``out``; with
     ``repeats``, each call is timed that many times (after one warm-up) and the times are saved."""
     sys.path.insert(0, tree)
@@ -94,10 +99,11 @@ def worker(tree, inp, out, backend="default", repeats=0):
         out = fn()
         if repeats:
             ts = []
+            now = CLOCKS[clock]
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0 = now()
                 fn()
-                ts.append(time.perf_counter() - t0)
+                ts.append(now() - t0)
             times[f"time/{name}"] = torch.tensor(ts, dtype=torch.float64)
         return out
 
@@ -129,10 +135,14 @@ def main(argv=None):
                     help="component labelling of the --before tree (a tree that has the choice)")
     ap.add_argument("--time", type=int, default=0, metavar="ROUNDS",
                     help="also time every call (1 thread): ROUNDS alternating before/after runs of 3 repeats")
-    ap.add_argument("--worker", nargs=5, metavar=("TREE", "IN", "OUT", "BACKEND", "REPEATS"), help=argparse.SUPPRESS)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall: elapsed time; cpu: the worker process's CPU time (steadier on a busy machine, "
+                         "where waiting for a core counts in the wall time)")
+    ap.add_argument("--worker", nargs=6, metavar=("TREE", "IN", "OUT", "BACKEND", "REPEATS", "CLOCK"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(*args.worker[:4], int(args.worker[4]))
+        worker(*args.worker[:4], int(args.worker[4]), args.worker[5])
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         inp = os.path.join(tmp, "inputs.npz")
@@ -142,21 +152,22 @@ def main(argv=None):
             outs[tag] = os.path.join(tmp, f"{tag}.npz")
             backend = args.backend if tag == "after" else args.before_backend
             subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
-                            outs[tag], backend, "0"], check=True, cwd=tmp)
+                            outs[tag], backend, "0", args.clock], check=True, cwd=tmp)
         timing = {"before": {}, "after": {}}
         for rnd in range(args.time):  # interleaved: before, after, before, ... (a shared machine drifts)
             for tag, tree in (("before", args.before), ("after", args.after)):
                 backend = args.backend if tag == "after" else args.before_backend
                 t_out = os.path.join(tmp, f"time_{tag}.npz")
                 subprocess.run([args.python, os.path.abspath(__file__), "--worker", os.path.abspath(tree), inp,
-                                t_out, backend, "3"], check=True, cwd=tmp)
+                                t_out, backend, "3", args.clock], check=True, cwd=tmp)
                 with np.load(t_out) as f:
                     for k in f.files:
                         if k.startswith("time/"):
                             timing[tag].setdefault(k[5:], []).extend(f[k].tolist())
         for name in sorted(timing["before"]):
             tb, ta = statistics.median(timing["before"][name]), statistics.median(timing["after"][name])
-            print(f"time {name:28s} before {1000 * tb:8.1f} ms  after {1000 * ta:8.1f} ms  after/before {ta / tb:.2f}")
+            print(f"time ({args.clock}) {name:28s} before {1000 * tb:8.1f} ms  after {1000 * ta:8.1f} ms  "
+                  f"after/before {ta / tb:.2f}")
         with np.load(outs["before"]) as a, np.load(outs["after"]) as b:
             keys = sorted(k for k in set(a.files) | set(b.files) if not k.startswith("time/"))
             bad = 0

@@ -6,6 +6,7 @@ D2_SOURCE ?=
 VENV := $(if $(D2_SOURCE),.venv-d2src,.venv)
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
+PYTEST_ARGS ?=
 export D2_SOURCE
 
 .PHONY: install test test-slow demo demo-point bench clean-demo
@@ -14,7 +15,7 @@ install:
 	@BESTIE_VENV=$(VENV) bash scripts/install.sh
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 test-slow: install
 	BESTIE_TEST_MULTIPROCESS=1 $(PY) -m pytest -q tests

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from bench_refine import synthetic_batch  # noqa: E402
 from reference_decode import make_synthetic_outputs  # noqa: E402
 
-pytestmark = needs_triton
+pytestmark = [needs_triton, pytest.mark.triton]
 REFINE_MAX_OPS, DECODE_MAX_OPS, MAX_LAUNCHES, MAX_SCATTER_FRACTION = 400, 300, 30, 0.02
 REDUCING = ("scatter_reduce", "scatter_add", "index_add", "index_reduce")
 

@@ -27,8 +27,9 @@ from triton_device import DEVICE, TRITON_OK
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from bench_refine import synthetic_batch  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not TRITON_OK or torch.cuda.is_available(),
-                                reason="needs Triton, and runs where the kernels are interpreted (no GPU)")
+pytestmark = [pytest.mark.triton,
+              pytest.mark.skipif(not TRITON_OK or torch.cuda.is_available(),
+                                 reason="needs Triton, and runs where the kernels are interpreted (no GPU)")]
 
 TYPES = {torch.int32: "i32", torch.int64: "i64", torch.float32: "fp32", torch.float64: "fp64", torch.uint8: "u8",
          torch.int8: "i8", torch.bool: "i1", torch.float16: "fp16", torch.bfloat16: "bf16"}

@@ -29,7 +29,7 @@ from bestie_d2.modeling.self_refinement import RefineParams, refine_image_label
 from repo_paths import REPO
 from triton_device import DEVICE, needs_triton
 
-pytestmark = needs_triton
+pytestmark = [needs_triton, pytest.mark.triton]
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from bench_refine import synthetic_batch, worst_case_outputs  # noqa: E402
 from compare_outputs import make_inputs  # noqa: E402

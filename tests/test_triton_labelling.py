@@ -26,7 +26,7 @@ from triton_device import DEVICE, TRITON_OK, needs_triton
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from bench_connected_components import spiral_mask as spiral  # noqa: E402
 
-pytestmark = needs_triton
+pytestmark = [needs_triton, pytest.mark.triton]
 if TRITON_OK:
     from bestie_d2.component_engine.kernels.union_find import (
         BIG32, ST_AREA, ST_SX, ST_SY, ST_X2MIN, ST_XMAX, ST_XMIN, ST_YMAX, label_regions,

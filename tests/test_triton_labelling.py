@@ -191,3 +191,17 @@ def test_class_map_labelling_equals_opencv_and_torch(seed):
     a, b = tor.slot_bounds, tri.slot_bounds
     assert (a.K, a.kmax, a.T) == (b.K, b.kmax, b.T) and torch.equal(a.n_slots, b.n_slots.cpu())
     assert tri.peak_candidates.numel() == b.K and b.fits(dh, thr, k) and not b.fits(heat.clone().to(DEVICE), thr, k)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.compile traces the compiled kernels (CUDA); the "
+                    "interpreter's kernels are plain Python to it")
+def test_label_regions_traces_under_torch_compile():
+    """The kernels are ``triton_op``s: ``torch.compile(fullgraph=True)`` traces a call (fake tensors)
+    and gives the eager result."""
+    v = torch.from_numpy((np.random.default_rng(0).random((2, 33, 47)) < 0.5).astype(np.int32)).to(DEVICE)
+
+    def f(x):
+        root, stats, _ = label_regions(x, 8, True)
+        return (root >= 0).sum() + stats[:, ST_AREA].sum()
+
+    assert int(torch.compile(f, fullgraph=True)(v)) == int(f(v))

@@ -68,3 +68,59 @@ def test_every_console_script_help():
         if p.returncode != 0 or "usage:" not in out:
             failures.append(f"{name} --help: exit {p.returncode}\nstdout: {out[-800:]}\nstderr: {err[-1500:]}")
     assert not failures, "\n\n".join(failures)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 6: every tool and train_net answer an unknown key / a misplaced option in one line
+# ------------------------------------------------------------------------------------------------
+TOY_CFG = os.path.join(REPO, "configs", "toy", "bestie_point_label.yaml")
+
+
+def _tool_calls(tmp):
+    from bestie_d2.tools import (check_data, convert_weights, export_pseudo_coco, extract_cues, predict,
+                                 train_net, visualize)
+    from bestie_d2.tools import cam_to_semantic
+
+    out = str(tmp / "out")
+    return {
+        "train_net": lambda opts: train_net.invoke_main(["--config-file", TOY_CFG] + opts),
+        "check_data": lambda opts: check_data.main(["--config-file", TOY_CFG] + opts),
+        "extract_cues": lambda opts: extract_cues.invoke_main(
+            ["--config-file", TOY_CFG, "--dataset", "bestie_toy_train", "--output", out] + opts),
+        "cam_to_semantic": lambda opts: cam_to_semantic.invoke_main(
+            ["--config-file", TOY_CFG, "--dataset", "bestie_toy_train", "--output", out] + opts, mode="semantic"),
+        "export_pseudo_coco": lambda opts: export_pseudo_coco.invoke_main(
+            ["--config-file", TOY_CFG, "--output", out + ".json"] + opts),
+        "predict": lambda opts: predict.main(["--config-file", TOY_CFG, "--input", out, "--output", out] + opts),
+        "visualize": lambda opts: visualize.main(["--config-file", TOY_CFG, "--output", out] + opts),
+        "convert_weights": lambda opts: sys.exit(convert_weights.cli(
+            ["--source", "torchvision-resnet", "--input", out + ".pth", "--output", out + ".d2.pth",
+             "--config-file", TOY_CFG] + opts)),
+    }
+
+
+@pytest.fixture()
+def keep_bestie_logger():
+    """The tools configure the "bestie_d2" logger (a handler, no propagation): undo that so later
+    tests' caplog still sees its records."""
+    import logging
+
+    lg = logging.getLogger("bestie_d2")
+    saved = (list(lg.handlers), lg.propagate, lg.level)
+    yield
+    lg.handlers[:] = saved[0]
+    lg.propagate, lg.level = saved[1], saved[2]
+
+
+@pytest.mark.usefixtures("keep_bestie_logger")
+@pytest.mark.parametrize("tool", ["train_net", "check_data", "extract_cues", "cam_to_semantic",
+                                  "export_pseudo_coco", "predict", "visualize", "convert_weights"])
+def test_unknown_key_and_misplaced_option_one_line(tool, tmp_path, capsys):
+    call = _tool_calls(tmp_path)[tool]
+    for opts, want in ((["BESTIE.DATA.CENTER_POINT_DIR", "/x"], "nearest existing keys: BESTIE.DATA.CENTER_POINTS_DIR"),
+                       (["MODEL.WEIGHTS", "", "--report", "r.txt"], "option --report")):
+        with pytest.raises(SystemExit) as e:
+            call(opts)
+        assert e.value.code == 2, (tool, opts)
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and want in err[0] and "Traceback" not in err[0], (tool, err)

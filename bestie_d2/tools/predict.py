@@ -47,7 +47,7 @@ from ..data.mappers import inference_input
 from ..utils import vis
 from ..utils.io import atomic_write
 from ..utils.masks import encode_masks
-from ..utils.cli import parse_args_with_opts, setup_cfg
+from ..utils.cli import load_config_or_exit, parse_args_with_opts
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -335,10 +335,7 @@ def main(argv=None) -> Dict:
     parser = build_parser()
     args = parse_args_with_opts(parser, argv)
     setup_logger(name="bestie_d2")
-    try:
-        cfg = setup_cfg(args.config_file, args.opts)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        parser.exit(2, f"predict: error: {e}\n")
+    cfg = load_config_or_exit(parser, "predict", args.config_file, args.opts)
     try:
         return run_predict(cfg, args.input, args.output, score_threshold=args.score_threshold,
                            flip=args.flip, overlays=not args.no_overlays)

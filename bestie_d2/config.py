@@ -271,8 +271,13 @@ def add_solver_config(cfg):
 
 
 def add_evaluation_config(cfg):
-    """``TEST.VOC_IOU_THRESHOLDS``: the IoUs of VOCInstanceEvaluator."""
+    """``TEST.VOC_IOU_THRESHOLDS`` (the IoUs of VOCInstanceEvaluator) and ``TEST.EVALUATORS``
+    (which evaluators run, ``bestie_d2.engine.trainer.build_evaluator``)."""
     cfg.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+    # Evaluators of every test set: [] = the data set's metadata evaluator_type ("voc_instance"
+    # for VOC and the toy set, "coco" for COCO); else any of "voc_instance", "coco", e.g.
+    # ["voc_instance", "coco"] for COCO mask AP on VOC as well (COCOEvaluator converts the records).
+    cfg.TEST.EVALUATORS = []
 
 
 class BestieCfgNode(CN):
@@ -292,11 +297,9 @@ def resolve_model_zoo_path(filename: str) -> str:
     """``.../model_zoo://Base-RCNN-FPN.yaml`` -> the zoo's file; any other path unchanged."""
     if MODEL_ZOO_PREFIX not in filename:
         return filename
-    import warnings
+    from .compat import quiet_library_imports
 
-    with warnings.catch_warnings():  # detectron2.model_zoo imports the deprecated pkg_resources
-        warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*pkg_resources", category=DeprecationWarning)
+    with quiet_library_imports():  # detectron2.model_zoo imports the deprecated pkg_resources
         from detectron2 import model_zoo
 
     return model_zoo.get_config_file(filename.split(MODEL_ZOO_PREFIX, 1)[1])

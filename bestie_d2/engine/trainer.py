@@ -39,7 +39,7 @@ from .hooks import SelfRefinementHook
 from .solver import build_lr_scheduler, build_optimizer
 from .train_loop import FiniteCheckTrainer
 
-__all__ = ["Trainer", "build_evaluator"]
+__all__ = ["Trainer", "build_evaluator", "EVALUATOR_TYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,33 +48,40 @@ def _is_meta(cfg, name):
     return cfg.MODEL.META_ARCHITECTURE == name
 
 
+EVALUATOR_TYPES = ("voc_instance", "coco")
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
-    """Evaluator for ``dataset_name`` chosen from the model kind and the data set's metadata."""
+    """Evaluator for ``dataset_name``: the classifier's multi-label mAP for ``PAMClassifier``; else
+    ``TEST.EVALUATORS``, or when empty the data set's metadata ``evaluator_type``
+    (``voc_instance``: :class:`~bestie_d2.evaluation.voc_instance.VOCInstanceEvaluator`; ``coco``:
+    detectron2's ``COCOEvaluator``, masks only for BESTIE, which converts records without a COCO
+    json itself). Several kinds give a ``DatasetEvaluators``."""
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     if _is_meta(cfg, "PAMClassifier"):
         from ..evaluation.multilabel import MultiLabelClassificationEvaluator
 
         return MultiLabelClassificationEvaluator(dataset_name)
-    meta = MetadataCatalog.get(dataset_name)
-    kind = meta.get("evaluator_type", None)
-    evaluators = []
-    if kind == "voc_instance":
-        from ..evaluation.voc_instance import VOCInstanceEvaluator
-
-        evaluators.append(
-            VOCInstanceEvaluator(dataset_name, iou_thresholds=tuple(cfg.TEST.VOC_IOU_THRESHOLDS), output_dir=output_folder)
-        )
-    elif kind == "coco":
-        tasks = ("segm",) if _is_meta(cfg, "BESTIE") else None
-        evaluators.append(
-            COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=compat.use_fast_coco_eval())
-        )
-    else:
+    kinds = list(cfg.TEST.EVALUATORS) or [MetadataCatalog.get(dataset_name).get("evaluator_type", None)]
+    unknown = [k for k in kinds if k not in EVALUATOR_TYPES]
+    if unknown:
+        src = "TEST.EVALUATORS" if cfg.TEST.EVALUATORS else f"the evaluator_type of data set '{dataset_name}'"
         raise NotImplementedError(
-            f"No evaluator for data set '{dataset_name}' with evaluator_type={kind!r} "
-            "(expected 'voc_instance' or 'coco'; set it in the data set's metadata)"
+            f"No evaluator {unknown[0]!r} ({src}); expected one of {', '.join(EVALUATOR_TYPES)}"
+            + ("" if cfg.TEST.EVALUATORS else " (set it in the data set's metadata, or set TEST.EVALUATORS)")
         )
+    evaluators = []
+    for kind in kinds:
+        if kind == "voc_instance":
+            from ..evaluation.voc_instance import VOCInstanceEvaluator
+
+            evaluators.append(VOCInstanceEvaluator(dataset_name, iou_thresholds=tuple(cfg.TEST.VOC_IOU_THRESHOLDS),
+                                                   output_dir=output_folder))
+        else:
+            tasks = ("segm",) if _is_meta(cfg, "BESTIE") else None
+            evaluators.append(COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder,
+                                            use_fast_impl=compat.use_fast_coco_eval()))
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 

@@ -47,7 +47,7 @@ from ..data.mappers import inference_input
 from ..utils import vis
 from ..utils.io import atomic_write
 from ..utils.masks import encode_masks
-from ..utils.cli import load_config_or_exit, parse_args_with_opts
+from ..utils.cli import DefaultsHelpFormatter, load_config_or_exit, parse_args_with_opts
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Predict instances with a trained BESTIE / Detectron2 model on a folder of images: "
                     "predictions.json (COCO results) + overlay PNGs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, metavar="FILE", help="the model's config")
     p.add_argument("--input", required=True, nargs="+", help="image folders, files or glob patterns")

@@ -273,12 +273,13 @@ def format_summary(s: Dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from ..data.points_from_masks import DEFAULT_RULE, POINT_RULES
     from ..data.pointsup import POINTSUP_CHOICES
+    from ..utils.cli import DefaultsHelpFormatter
 
     p = argparse.ArgumentParser(
         prog="bestie-prepare-points",
         description="Write point labels (one 'x y c conf' file per image) from VOC / COCO instance masks "
                     "or a PointSup point json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     src = p.add_argument_group("source (exactly one of --voc-root, --coco-json, --pointsup-json)")
     src.add_argument("--voc-root", metavar="DIR", help="VOC-layout folder (SegmentationObject/, SegmentationClass/)")

@@ -23,7 +23,7 @@ from ..config import ConfigKeyError, load_config
 from ..data.errors import BestieDataError
 
 __all__ = [
-    "tool_argument_parser", "launcher_argument_parser", "split_config_opts", "parse_args_with_opts",
+    "DefaultsHelpFormatter", "tool_argument_parser", "launcher_argument_parser", "split_config_opts", "parse_args_with_opts",
     "setup_cfg", "parse_and_load_config", "load_config_or_exit", "exit_on_user_error",
 ]
 
@@ -34,13 +34,29 @@ CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 PATH_FLAGS = ("--config-file", "--output", "--dataset")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows an option's default once: ``(default: X)`` is added unless the help text
+    already says what the default is, or there is none to show (None, False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default is None
+                or action.default is False or action.default is argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def tool_argument_parser(description: str, config_help: str = "BESTIE config") -> argparse.ArgumentParser:
     """An ``argparse`` parser with ``--config-file FILE`` (required) and the ``opts`` overrides;
-    defaults are shown in ``--help``. Add the tool's own flags to it."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults are shown in ``--help`` (:class:`DefaultsHelpFormatter`). Add the tool's own flags to it."""
+    p = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE", help=config_help)
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p
+
+
+class _RawDescriptionDefaults(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """:class:`DefaultsHelpFormatter` that keeps the description's / epilog's line breaks."""
 
 
 def launcher_argument_parser(description: str, epilog=None) -> argparse.ArgumentParser:
@@ -48,8 +64,7 @@ def launcher_argument_parser(description: str, epilog=None) -> argparse.Argument
     (required), Detectron2's process flags ``--num-gpus`` (CPU processes with gloo when there is
     no GPU), ``--num-machines``, ``--machine-rank``, ``--dist-url`` (default ``auto``: a free local
     port) and the ``opts`` overrides; not ``--resume`` / ``--eval-only``, which only training has."""
-    p = argparse.ArgumentParser(description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=description, epilog=epilog, formatter_class=_RawDescriptionDefaults)
     p.add_argument("--config-file", required=True, metavar="FILE", help="path to the config file")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (GPUs, or CPU processes without CUDA)")
     p.add_argument("--num-machines", type=int, default=1, help="total number of machines")

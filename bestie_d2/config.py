@@ -262,12 +262,16 @@ def add_pam_config(cfg):
 
 
 def add_solver_config(cfg):
-    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS`` (``bestie_d2.engine.solver``,
-    ``bestie_d2.engine.train_loop``)."""
+    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS / CHECKPOINT_MAX_KEEP``
+    (``bestie_d2.engine.solver``, ``bestie_d2.engine.train_loop``, ``bestie_d2.engine.checkpoint_retention``)."""
     cfg.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (BESTIE) or "SGD" (PAM, Mask R-CNN)
     cfg.SOLVER.POLY_LR_POWER = 0.9  # for LR_SCHEDULER_NAME "WarmupPolyLR"
     # Stop training with a clear error when the loss is NaN/inf (last good checkpoint kept).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
+    # Periodic checkpoints (every SOLVER.CHECKPOINT_PERIOD iterations) kept in OUTPUT_DIR: the
+    # newest N, older ones deleted (bestie_d2.engine.checkpoint_retention); 0 = keep all. An R50
+    # BESTIE checkpoint is ~634 MiB with its Adam state. model_final.pth is always kept.
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 3
 
 
 def add_evaluation_config(cfg):

@@ -20,7 +20,11 @@ Differences from ``DefaultTrainer`` (all deliberate), made in :meth:`Trainer.__i
 * checkpoints are written atomically, loading never executes pickled code
   (:class:`~bestie_d2.engine.checkpoint.SafeCheckpointer`), and on detectron2 0.6 they also hold
   the optimizer state (exact resume; main's trainer state has it already);
-* multi-process DDP on the CPU (gloo) works (no ``device_ids``).
+* multi-process DDP on the CPU (gloo) works (no ``device_ids``);
+* periodic checkpoints beyond the newest ``SOLVER.CHECKPOINT_MAX_KEEP`` are deleted and the last
+  iteration writes ``model_final.pth`` only
+  (:class:`~bestie_d2.engine.checkpoint_retention.KeepLastPeriodicCheckpointer`); a training that
+  starts or resumes removes the temporaries of checkpoint writes a killed run left behind.
 """
 import logging
 import os
@@ -29,12 +33,14 @@ from collections import OrderedDict
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from .checkpoint import SafeCheckpointer
+from .checkpoint_retention import KeepLastPeriodicCheckpointer
 from .hooks import SelfRefinementHook
 from .solver import build_lr_scheduler, build_optimizer
 from .train_loop import FiniteCheckTrainer
@@ -115,8 +121,18 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def resume_or_load(self, resume=True):
+        """``DefaultTrainer.resume_or_load``, after removing (main process, with a log line) the
+        temporary files of checkpoint writes that a killed run left in ``OUTPUT_DIR``."""
+        self.checkpointer.remove_stale_temporaries()
+        return super().resume_or_load(resume=resume)
+
     def build_hooks(self):
-        hooks = super().build_hooks()
+        hooks = [
+            KeepLastPeriodicCheckpointer(h.checkpointer, h.period, self.cfg.SOLVER.CHECKPOINT_MAX_KEEP)
+            if type(h) is d2_hooks.PeriodicCheckpointer else h
+            for h in super().build_hooks()
+        ]
         if _is_meta(self.cfg, "BESTIE"):
             # before the writer so the statistics are written in the same iteration
             hooks.insert(-1 if comm.is_main_process() else len(hooks), SelfRefinementHook.from_config(self.cfg))

@@ -118,6 +118,10 @@ def add_augmentation_config(cfg):
     cfg.BESTIE.INPUT.RESIZE_FACTOR = 32
     # Random scale factors, chosen uniformly.
     cfg.BESTIE.INPUT.SCALES = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+    # How the WSSS map is resized (resize and random-scale steps): "nearest_exact" (cv2
+    # INTER_NEAREST_EXACT, pixel centres aligned with the bilinear image) or "nearest" (cv2
+    # INTER_NEAREST, the authors' code: up to half a pixel off). docs/method.md §13, BENCHMARKS.md.
+    cfg.BESTIE.INPUT.MAP_INTERPOLATION = "nearest_exact"
     # Square crop side; smaller images are padded with the image placed randomly inside.
     cfg.BESTIE.INPUT.CROP_SIZE = 416
     # Image padding value (RGB, 0..255); the semantic map is padded with 0 (background).

@@ -175,6 +175,32 @@ def test_one_based_points_below_threshold_warn(data, caplog):
     assert "1-based class ids" in caplog.text and str(data["points"](r["image_id"])) in caplog.text
 
 
+def test_one_based_points_with_the_shifted_class_in_the_image(data, capsys):
+    """Issue 21, item 2: (bus, bus, car) written 1-based as 6 6 7 in an image labelled {bus, car}:
+    only one cue's class (7) is absent from the label, so the label test passes; the cues then
+    lie in the regions of their class minus one. Named "1-based class ids?" and an error at 1 of
+    16 images (it was a "cues outside their regions" warning, so training ran on wrong classes)."""
+    r = data["records"][4]
+    r["image_label"] = [1, 2]  # 0-based: two objects of class 1, one of class 2 (bus, bus, car)
+    sem = np.zeros((r["height"], r["width"]), np.uint8)
+    sem[5:25, 5:25] = 2
+    sem[5:25, 40:60] = 2
+    sem[40:60, 5:25] = 3
+    write_label_map(str(data["wsss"](r["image_id"])), sem)
+    write_points(str(data["points"](r["image_id"])), np.array([[15, 15, 2, 1.0], [50, 15, 2, 1.0], [15, 50, 3, 1.0]],
+                                                              np.float32))  # 1-based classes
+    flags = label_convention_flags(read_points(data["points"](r["image_id"]), C), sem, r["image_label"])
+    assert flags == {"cue_shift": {"cues": 3, "in_shifted_region": 3, "in_own_region": 0}}
+    with pytest.raises(LabelConventionError) as e:
+        _check(data)
+    msg = str(e.value)
+    assert "1-based class ids?" in msg and str(data["points"](r["image_id"])) in msg and "1 of 16 images" in msg
+    assert "lie in the WSSS region of the class one below theirs" in msg
+    assert "no kept cue lies in the WSSS region" not in msg  # not the coordinates diagnosis
+    code, out = _check_data_tool(data, capsys)
+    assert code == 1 and "1-based class ids?" in out
+
+
 def test_class_out_of_range_hint_in_points_file(tmp_path):
     p = tmp_path / "a.txt"
     p.write_text("1 1 0 1.0\n2 2 5 1.0\n")
@@ -241,6 +267,13 @@ def test_label_convention_flags_unit():
     assert zero_based["wsss_class"] == {"values": [2], "shift": 1.0}
     outside = label_convention_flags(np.array([[8, 8, 2, 1.0]], np.float32), sem, [2])
     assert outside == {"cues_outside": {"cues": 1}}
+    # both classes in the image: the cues of a 1-based file lie in the regions of c - 1
+    sem2 = sem.copy()
+    sem2[6:9, 6:9] = 2  # an object of class 1 next to the one of class 2
+    right = np.array([[3, 3, 2, 1.0], [7, 7, 1, 1.0]], np.float32)
+    assert label_convention_flags(right, sem2, [1, 2]) == {}
+    one_based_both = label_convention_flags(right + [0, 0, 1, 0], sem2, [1, 2])  # class 3: 1 of 2 absent
+    assert one_based_both == {"cue_shift": {"cues": 2, "in_shifted_region": 2, "in_own_region": 0}}
     # a cue below the confidence threshold does not count; a few stray WSSS pixels do not flag
     assert label_convention_flags(np.array([[8, 8, 2, 0.5]], np.float32), sem, [2], 0.7) == {}
     sem[0, 0] = 5

@@ -17,6 +17,10 @@ Per record (``BESTIE.DATA.CHECK_INPUTS``: "full", the default, or "exists" for t
 
    * ``cue_class``: most of an image's cues have classes absent from its image label (1-based
      class ids in the cue files?);
+   * ``cue_shift``: most of an image's kept cues lie in the WSSS region of the class one *below*
+     theirs, and more of them than in their own class's region: 1-based class ids, tested
+     directly, which also catches them when the shifted class is in the image too (bus, bus, car
+     written 6 6 7: the label test sees only one absent class);
    * ``wsss_class``: most of a WSSS map's foreground has classes absent from the image label
      (0-based class values, no background shift?);
    * ``cues_outside``: none of an image's kept cues lies in its class's WSSS region (coordinates
@@ -72,6 +76,11 @@ CONVENTION_CHECKS = {
         "most of the WSSS foreground has classes absent from the image label",
         "0-based class values in the WSSS maps (no background shift)? Maps hold c+1 for class c, 0 = background",
     ),
+    "cue_shift": (
+        "most kept cues lie in the WSSS region of the class one below theirs (c - 1), not of their own",
+        "1-based class ids? Shifted down by one, the cues fall into their classes' WSSS regions. Classes "
+        "are 0..C-1 (c = VOC id - 1), like the image labels",
+    ),
     "cues_outside": (
         "no kept cue lies in the WSSS region of its class",
         "cue coordinates not in original-image pixels (x/y swapped, from a resized image?), or cue "
@@ -97,7 +106,8 @@ def label_convention_flags(points, sem, image_label, cue_threshold: Optional[flo
         ``{kind: details}`` for the kinds of :data:`CONVENTION_CHECKS` that apply (empty when the
         image looks consistent, or has no label). ``cue_class``/``wsss_class`` details hold the
         absent classes and ``shift``, the fraction of them explained by the suspected off-by-one
-        (1-based cues: ``c - 1`` is labelled; 0-based maps: ``v`` is labelled).
+        (1-based cues: ``c - 1`` is labelled; 0-based maps: ``v`` is labelled); ``cue_shift``
+        details hold ``cues`` (kept), ``in_shifted_region`` and ``in_own_region``.
     """
     label = np.asarray(sorted({int(c) for c in image_label}), dtype=np.int64)
     flags: Dict[str, dict] = {}
@@ -122,14 +132,38 @@ def label_convention_flags(points, sem, image_label, cue_threshold: Optional[flo
             flags["wsss_class"] = {"values": [int(v) for v in bad], "shift": n_shift / n_bad}
     if pts is not None and sem is not None and not flags:
         kept = pts if cue_threshold is None else pts[pts[:, 3] > np.float32(cue_threshold)]
+        shift = _shifted_region_evidence(kept, sem, label)
+        if shift is not None:
+            flags["cue_shift"] = shift
+            return flags
         kept = kept[np.isin(kept[:, 2].astype(np.int64), label)]
         if len(kept):
-            H, W = sem.shape
-            x = np.clip(kept[:, 0].astype(np.int64), 0, W - 1)
-            y = np.clip(kept[:, 1].astype(np.int64), 0, H - 1)
-            if not (sem[y, x].astype(np.int64) == kept[:, 2].astype(np.int64) + 1).any():
+            if not (_region_values(kept, sem) == kept[:, 2].astype(np.int64) + 1).any():
                 flags["cues_outside"] = {"cues": int(len(kept))}
     return flags
+
+
+def _region_values(pts, sem) -> np.ndarray:
+    """The WSSS value under each cue ``[x, y, ...]`` (coordinates clipped into the map)."""
+    H, W = sem.shape
+    x = np.clip(pts[:, 0].astype(np.int64), 0, W - 1)
+    y = np.clip(pts[:, 1].astype(np.int64), 0, H - 1)
+    return sem[y, x].astype(np.int64)
+
+
+def _shifted_region_evidence(kept, sem, label) -> Optional[dict]:
+    """The 1-based hypothesis tested directly: shifted down by one (class ``c`` read as ``c - 1``,
+    which must be labelled), do most kept cues fall into their class's WSSS region, and more than
+    unshifted? Returns the ``cue_shift`` details, or None."""
+    if not len(kept):
+        return None
+    c = kept[:, 2].astype(np.int64)
+    v = _region_values(kept, sem)
+    own = int((v == c + 1).sum())
+    shifted = int(((v == c) & (c >= 1) & np.isin(c - 1, label)).sum())
+    if shifted * 2 > len(kept) and shifted > own:
+        return {"cues": int(len(kept)), "in_shifted_region": shifted, "in_own_region": own}
+    return None
 
 
 def _likely_cause(kind: str, details: List[dict]) -> str:
@@ -233,7 +267,7 @@ def check_training_inputs(
             ``cue_threshold``).
         policy: ``BESTIE.DATA.MISSING_INPUT``, "error" or "skip" (missing files only).
         check: ``BESTIE.DATA.CHECK_INPUTS``, "full" or "exists".
-        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``,
+        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``, ``cue_shift``,
             ``wsss_class``: near 0 on consistent data).
         max_outside_fraction: ``BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION`` (``cues_outside``: weak
             WSSS maps legitimately miss some objects; swapped or rescaled coordinates hit most images).
@@ -257,6 +291,7 @@ def check_training_inputs(
     what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
     limits = {"cues_outside": (max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION"),
               "cue_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
+              "cue_shift": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
               "wsss_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION")}
     tally = _Tally()
     i = 0

@@ -52,6 +52,22 @@ def one_torch_thread():
 
 
 @pytest.fixture()
+def restore_loggers():
+    """train_net and the tools set handlers (a file in tmp_path, the console) and propagate=False
+    on these loggers; restore them so later tests (caplog, closed captured streams) are unaffected."""
+    import logging
+
+    names = ("bestie_d2", "detectron2", "fvcore")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    yield
+    for n, (handlers, propagate, level) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.level = propagate, level
+
+
+@pytest.fixture()
 def bestie_cfg():
     return new_bestie_cfg()
 

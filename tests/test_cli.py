@@ -142,20 +142,7 @@ def _tool_calls(tmp):
     }
 
 
-@pytest.fixture()
-def keep_bestie_logger():
-    """The tools configure the "bestie_d2" logger (a handler, no propagation): undo that so later
-    tests' caplog still sees its records."""
-    import logging
-
-    lg = logging.getLogger("bestie_d2")
-    saved = (list(lg.handlers), lg.propagate, lg.level)
-    yield
-    lg.handlers[:] = saved[0]
-    lg.propagate, lg.level = saved[1], saved[2]
-
-
-@pytest.mark.usefixtures("keep_bestie_logger")
+@pytest.mark.usefixtures("restore_loggers")
 @pytest.mark.parametrize("tool", ["train_net", "check_data", "extract_cues", "cam_to_semantic",
                                   "export_pseudo_coco", "predict", "visualize", "convert_weights"])
 def test_unknown_key_and_misplaced_option_one_line(tool, tmp_path, capsys):

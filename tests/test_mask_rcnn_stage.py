@@ -173,7 +173,7 @@ def test_maskrcnn_backbone_initialised_from_bestie(tmp_path):
         bestie_backbone_for_maskrcnn(src, "RGB", "YUV")
 
 
-def test_empty_pseudo_label_json_one_line(toy_root, tmp_path, monkeypatch, capsys):
+def test_empty_pseudo_label_json_one_line(toy_root, tmp_path, monkeypatch, capsys, restore_loggers):
     """Issue 21, item 7: a json with 0 instances named with its counts and what to do, in one line
     from train_net (was detectron2's ``AssertionError: No valid data found in ...``)."""
     import json

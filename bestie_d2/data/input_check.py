@@ -55,6 +55,7 @@ from .wsss import label_histogram, read_wsss_map_with_mode
 
 __all__ = [
     "check_training_inputs",
+    "check_images",
     "label_convention_flags",
     "CONVENTION_CHECKS",
     "MISSING_INPUT_POLICIES",
@@ -264,7 +265,8 @@ def check_training_inputs(
             ``{data set name: records}`` so the class conventions are counted per data set.
         mapper: a :class:`~bestie_d2.data.mappers.BestieDatasetMapper` (``wsss_path`` /
             ``points_path`` resolve each record's files; ``num_classes``, ``supervision``,
-            ``cue_threshold``).
+            ``cue_threshold``), or None to check only that the images exist (the PAM classifier,
+            the CAM tools, the export and evaluation read nothing else: :func:`check_images`).
         policy: ``BESTIE.DATA.MISSING_INPUT``, "error" or "skip" (missing files only).
         check: ``BESTIE.DATA.CHECK_INPUTS``, "full" or "exists".
         max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``, ``cue_shift``,
@@ -286,8 +288,10 @@ def check_training_inputs(
     t0 = time.perf_counter()
     groups = _normalise(records, dataset_names)
     flat = [r for recs in groups.values() for r in recs]
+    if mapper is None:
+        check = "exists"
     results = _inspect_all(flat, mapper, check == "full", num_threads)
-    cues_what = "cue file" if mapper.supervision == "image" else "point file"
+    cues_what = "cue file" if getattr(mapper, "supervision", "image") == "image" else "point file"
     what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
     limits = {"cues_outside": (max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION"),
               "cue_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
@@ -307,13 +311,13 @@ def check_training_inputs(
 
 
 def _inspect_all(flat: List[dict], mapper, full: bool, num_threads: Optional[int]) -> List[_Result]:
-    """:func:`_inspect` every record, in a thread pool for large full checks."""
-    path_fns: List[Tuple[str, Callable]] = [
-        ("image", lambda r: r["file_name"]),
-        ("wsss", mapper.wsss_path),
-        ("cues", mapper.points_path),
-    ]
-    C, thr = int(mapper.num_classes), float(mapper.cue_threshold)
+    """:func:`_inspect` every record, in a thread pool for large full checks (``mapper`` None:
+    the images only)."""
+    path_fns: List[Tuple[str, Callable]] = [("image", lambda r: r["file_name"])]
+    if mapper is not None:
+        path_fns += [("wsss", mapper.wsss_path), ("cues", mapper.points_path)]
+    C = int(getattr(mapper, "num_classes", 0))
+    thr = float(getattr(mapper, "cue_threshold", 0.0))
 
     def inspect(r):
         return _inspect(r, path_fns, C, thr, full)
@@ -337,6 +341,7 @@ class _Tally:
         self.conv_lines: List[str] = []
         self.conv_error_lines: List[str] = []
         self.n_missing_records = 0
+        self.missing_kinds = set()  # "image", "wsss", "cues"
 
 
 def _tally_group(tally: _Tally, name: str, recs: List[dict], res: List[_Result], what_name, limits) -> None:
@@ -349,6 +354,7 @@ def _tally_group(tally: _Tally, name: str, recs: List[dict], res: List[_Result],
             tally.n_missing_records += 1
             iid = r.get("image_id", "?")
             tally.missing_lines += [f"{iid}: {what_name[w]} {p}" for w, p in x.missing]
+            tally.missing_kinds.update(w for w, _ in x.missing)
         else:
             tally.keep.append(r)
         tally.bad_lines += x.errors
@@ -399,17 +405,22 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
     report_file = _write_report(tally, missing_fatal or bool(tally.bad_lines or tally.conv_error_lines), report_file)
     sections = []
     if tally.missing_lines:
-        msg = (f"{tally.n_missing_records} of {n_total} training images in {all_names} have missing inputs:\n"
+        msg = (f"{tally.n_missing_records} of {n_total} images in {all_names} have missing inputs:\n"
                + _listing(tally.missing_lines, report_file))
         if missing_fatal:
-            sections.append(
-                msg + "\nCreate them (extract_cues / cam_to_semantic), point BESTIE.DATA.PEAK_POINTS_DIR / "
-                "CENTER_POINTS_DIR / WSSS_DIR at them, or set BESTIE.DATA.MISSING_INPUT skip."
-            )
+            todo = []
+            if "image" in tally.missing_kinds:
+                todo.append("restore the missing images (or remove their ids from the image list)")
+            if tally.missing_kinds - {"image"}:
+                todo.append("create the missing cue files / WSSS maps (extract_cues / cam_to_semantic) or point "
+                            "BESTIE.DATA.PEAK_POINTS_DIR / CENTER_POINTS_DIR / WSSS_DIR at them")
+            todo = "; ".join(todo)
+            sections.append(msg + "\n" + todo[0].upper() + todo[1:]
+                            + ", or set BESTIE.DATA.MISSING_INPUT skip to drop those images.")
         elif not tally.keep:
             raise MissingDataError(msg + "\nnothing left to train on (BESTIE.DATA.MISSING_INPUT=skip)")
         else:
-            logger.warning(f"Skipped {tally.n_missing_records} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
+            logger.warning(f"Skipped {tally.n_missing_records} of {n_total} images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
     if tally.bad_lines:
         sections.append(f"{len(tally.bad_lines)} input files of {all_names} are invalid:\n"
                         + _listing(tally.bad_lines, report_file))
@@ -431,3 +442,12 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
     if tally.conv_error_lines and not tally.bad_lines and not missing_fatal:
         raise LabelConventionError(text, problems=problems, report_file=report_file)
     raise DataCheckError(text, problems=problems, report_file=report_file)
+
+
+def check_images(records: Union[List[dict], Mapping[str, List[dict]]], policy: str = "error",
+                 dataset_names: Sequence[str] = ()) -> List[dict]:
+    """Every record's image exists: all missing ones listed in one ``MissingDataError``
+    (``policy`` "error"), or dropped with a logged count ("skip"); returns the records kept. For
+    the steps that read only the images (the PAM classifier's training, ``extract_cues`` /
+    ``cam_to_semantic``, the pseudo-label export; evaluation with "error")."""
+    return check_training_inputs(records, None, policy, dataset_names, check="exists")

@@ -31,7 +31,7 @@ import os
 import weakref
 from collections import OrderedDict
 
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
@@ -156,6 +156,15 @@ class Trainer(DefaultTrainer):
         if _is_meta(cfg, "BESTIE"):
             dicts = cls.checked_train_dicts(cfg, mapper)
             return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
+        if _is_meta(cfg, "PAMClassifier"):  # it reads only the images: all of them must exist
+            from detectron2.data import get_detection_dataset_dicts
+
+            from ..data.input_check import check_images
+
+            names = list(cfg.DATASETS.TRAIN)
+            groups = {n: get_detection_dataset_dicts([n], filter_empty=False) for n in names}
+            dicts = check_images(groups, cfg.BESTIE.DATA.MISSING_INPUT, names)
+            return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
         return build_detection_train_loader(cfg, mapper=mapper)
 
     @staticmethod
@@ -187,8 +196,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader over the records of ``dataset_name``, after checking that every
+        image exists (all missing ones in one error: an evaluation never skips images)."""
+        from detectron2.data import get_detection_dataset_dicts
+
+        from ..data.input_check import check_images
+
         mapper = cls.build_mapper(cfg, is_train=False)
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        dicts = check_images(get_detection_dataset_dicts([dataset_name], filter_empty=False), "error", [dataset_name])
+        return build_detection_test_loader(dicts, mapper=mapper if mapper is not None else DatasetMapper(cfg, False),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @staticmethod
     def build_mapper(cfg, is_train):

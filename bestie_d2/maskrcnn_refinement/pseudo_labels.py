@@ -46,6 +46,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_tes
 from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
+from ..data.input_check import check_images
 from ..data.mappers import BestieDatasetMapper, record_classes
 from ..engine.hooks import unwrap_model
 from ..utils.io import atomic_write
@@ -318,6 +319,7 @@ def export_pseudo_coco(
     flip_tta: Optional[bool] = None,
     use_points: Optional[bool] = None,
     num_workers: int = 0,
+    missing_input: str = "error",
 ) -> Optional[dict]:
     """Predict on the registered data set ``dataset_name`` and write a COCO instances json.
 
@@ -337,6 +339,8 @@ def export_pseudo_coco(
             inputs must carry ``points``: the default mapper then reads the records'
             ``center_points_file`` (``BestieDatasetMapper(supervision="point", test_points=True)``).
         num_workers: data-loading workers per process.
+        missing_input: ``BESTIE.DATA.MISSING_INPUT``: a missing image is an error listing all of
+            them ("error"), or the image is left out with a logged count ("skip").
 
     Under ``launch`` (world size > 1) every rank must call this; Detectron2's inference sampler
     splits the images, the main process writes the json.
@@ -349,7 +353,7 @@ def export_pseudo_coco(
         raise ValueError(f"flip TTA requested, but {type(inner).__name__} has no 'test_flip' switch")
     if use_points and not hasattr(inner, "test_use_points"):
         raise ValueError(f"point-guided decoding requested, but {type(inner).__name__} has no 'test_use_points' switch")
-    records = DatasetCatalog.get(dataset_name)
+    records = check_images(DatasetCatalog.get(dataset_name), missing_input, [dataset_name])
     guided = use_points if use_points is not None else bool(getattr(inner, "test_use_points", False))
     writer = PseudoLabelWriter(
         dataset_name, output_json, score_threshold=score_threshold,

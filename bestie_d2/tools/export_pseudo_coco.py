@@ -105,6 +105,7 @@ def main(args) -> Optional[dict]:
         flip_tta=True if args.flip else None,
         use_points=use_points,
         num_workers=args.num_workers,
+        missing_input=cfg.BESTIE.DATA.MISSING_INPUT,
     )
 
 

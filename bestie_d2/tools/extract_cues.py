@@ -268,9 +268,10 @@ def main(args, mode: str = "cues"):
     else:
         cues_dir, sem_dir = None, args.output
 
-    records = []
-    for name in args.dataset:
-        records.extend(DatasetCatalog.get(name))
+    from bestie_d2.data.input_check import check_images
+
+    groups = {name: DatasetCatalog.get(name) for name in args.dataset}
+    records = check_images(groups, cfg.BESTIE.DATA.MISSING_INPUT, args.dataset)  # all missing images at once
     ids = [r["image_id"] for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate image_id among the data set records: outputs would collide")

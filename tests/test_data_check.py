@@ -478,6 +478,7 @@ def test_steps_that_read_only_images_list_every_missing_one(toy_root, tmp_path, 
     with pytest.raises(MissingDataError) as e:
         Trainer.build_test_loader(cfg, name)
     assert all(f"{r['image_id']}.jpg" in str(e.value) for r in recs[1:3]) and "2 of 6 images" in str(e.value)
+    assert "MISSING_INPUT skip" not in str(e.value)  # an evaluation never skips
     with caplog.at_level(logging.WARNING, logger="bestie_d2.data.input_check"):
         kept = check_images(DatasetCatalog.get(name), "skip", [name])
     assert [r["image_id"] for r in kept] == [recs[0]["image_id"]] + [r["image_id"] for r in recs[3:]]

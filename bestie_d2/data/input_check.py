@@ -257,6 +257,7 @@ def check_training_inputs(
     max_outside_fraction: float = 0.3,
     report_file: Optional[str] = None,
     num_threads: Optional[int] = None,
+    skippable: bool = True,
 ) -> List[dict]:
     """Check the training records' inputs (module doc); return the records to train on.
 
@@ -275,6 +276,8 @@ def check_training_inputs(
             WSSS maps legitimately miss some objects; swapped or rescaled coordinates hit most images).
         report_file: if given and problems are found, every problem line is written there.
         num_threads: reader threads (default ``min(8, cpu count)``).
+        skippable: the error about missing files suggests ``BESTIE.DATA.MISSING_INPUT skip``
+            (not where nothing may be skipped, e.g. evaluation).
 
     Raises:
         MissingDataError: only missing files (policy "error"), or nothing left after skipping.
@@ -302,7 +305,7 @@ def check_training_inputs(
     for name, recs in groups.items():
         _tally_group(tally, name, recs, results[i:i + len(recs)], what_name, limits)
         i += len(recs)
-    _raise_on_failure(tally, policy, ", ".join(groups), len(flat), report_file)
+    _raise_on_failure(tally, policy, ", ".join(groups), len(flat), report_file, skippable)
     logger.info(
         f"Data check ({check}) of {len(flat)} training images in {', '.join(groups)}: "
         f"{len(tally.keep)} to train on, {time.perf_counter() - t0:.1f}s"
@@ -399,7 +402,8 @@ def _write_report(tally: _Tally, fatal: bool, report_file: Optional[str]) -> Opt
     return report_file
 
 
-def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, report_file: Optional[str]) -> None:
+def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, report_file: Optional[str],
+                      skippable: bool = True) -> None:
     """Raise the check's error (module doc) when anything is fatal; log skipped records."""
     missing_fatal = bool(tally.missing_lines) and policy == "error"
     report_file = _write_report(tally, missing_fatal or bool(tally.bad_lines or tally.conv_error_lines), report_file)
@@ -415,8 +419,8 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
                 todo.append("create the missing cue files / WSSS maps (extract_cues / cam_to_semantic) or point "
                             "BESTIE.DATA.PEAK_POINTS_DIR / CENTER_POINTS_DIR / WSSS_DIR at them")
             todo = "; ".join(todo)
-            sections.append(msg + "\n" + todo[0].upper() + todo[1:]
-                            + ", or set BESTIE.DATA.MISSING_INPUT skip to drop those images.")
+            skip = ", or set BESTIE.DATA.MISSING_INPUT skip to drop those images" if skippable else ""
+            sections.append(msg + "\n" + todo[0].upper() + todo[1:] + skip + ".")
         elif not tally.keep:
             raise MissingDataError(msg + "\nnothing left to train on (BESTIE.DATA.MISSING_INPUT=skip)")
         else:
@@ -445,9 +449,9 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
 
 
 def check_images(records: Union[List[dict], Mapping[str, List[dict]]], policy: str = "error",
-                 dataset_names: Sequence[str] = ()) -> List[dict]:
+                 dataset_names: Sequence[str] = (), skippable: bool = True) -> List[dict]:
     """Every record's image exists: all missing ones listed in one ``MissingDataError``
     (``policy`` "error"), or dropped with a logged count ("skip"); returns the records kept. For
     the steps that read only the images (the PAM classifier's training, ``extract_cues`` /
     ``cam_to_semantic``, the pseudo-label export; evaluation with "error")."""
-    return check_training_inputs(records, None, policy, dataset_names, check="exists")
+    return check_training_inputs(records, None, policy, dataset_names, check="exists", skippable=skippable)

@@ -203,7 +203,8 @@ class Trainer(DefaultTrainer):
         from ..data.input_check import check_images
 
         mapper = cls.build_mapper(cfg, is_train=False)
-        dicts = check_images(get_detection_dataset_dicts([dataset_name], filter_empty=False), "error", [dataset_name])
+        dicts = check_images(get_detection_dataset_dicts([dataset_name], filter_empty=False), "error", [dataset_name],
+                             skippable=False)
         return build_detection_test_loader(dicts, mapper=mapper if mapper is not None else DatasetMapper(cfg, False),
                                            num_workers=cfg.DATALOADER.NUM_WORKERS)
 

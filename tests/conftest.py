@@ -20,6 +20,11 @@ test starts (console scripts, ``launch`` workers, reproduce blocks) has it too. 
 machine with CPU-bound neighbours, 2 OpenMP threads per process make small convolutions 10-20x
 slower (each parallel region waits for a descheduled thread; BENCHMARKS.md, "The test suite under
 load"), while one thread loses little on idle cores.
+
+Timeouts: every test's timeout (``pytest.ini``'s 600 s, or its ``timeout`` mark) and the timeouts
+of the processes tests start (:func:`scaled_timeout`) are multiplied by the load factor when the
+test starts (:func:`load_factor`: the 1-minute load average per core, at least 1), so a machine
+shared with CPU-bound jobs slows the suite without failing it; they stay hang guards.
 """
 import os
 
@@ -35,6 +40,27 @@ import bestie_d2  # noqa: F401,E402  (prepares detectron2, registers data sets)
 from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg  # noqa: E402
 
 torch.set_num_threads(TEST_THREADS)
+
+
+def load_factor() -> float:
+    """How oversubscribed the machine is now: the 1-minute load average per core, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except OSError:  # no load average on this platform
+        return 1.0
+
+
+def scaled_timeout(seconds: float) -> float:
+    """A wall-clock limit of ``seconds`` on idle cores, scaled by :func:`load_factor`."""
+    return seconds * load_factor()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's timer with the test's timeout scaled by :func:`load_factor`."""
+    import pytest_timeout
+
+    return pytest_timeout.pytest_timeout_set_timer(item, settings._replace(timeout=scaled_timeout(settings.timeout)))
 
 TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from conftest import scaled_timeout
 from repo_paths import REPO
 
 
@@ -66,7 +67,7 @@ def help_outputs():
     }
     out = {}
     for name, p in procs.items():
-        o, e = p.communicate(timeout=300)
+        o, e = p.communicate(timeout=scaled_timeout(300))
         out[name] = (p.returncode, o, e)
     return out
 

@@ -16,20 +16,60 @@
 
 Without CUDA, ``TRITON_INTERPRET=1`` is set before ``bestie_d2`` is imported, so that the component
 engine's Triton kernels run (interpreted) on CPU tensors in ``tests/test_triton_*.py``.
+
+Threads: the suite runs with **one** torch intra-op thread (``BESTIE_TEST_THREADS``, default 1),
+and ``OMP_NUM_THREADS`` is set to the same value before torch is imported, so every process a
+test starts (console scripts, ``launch`` workers, reproduce blocks) has it too. On a 2-core
+machine with CPU-bound neighbours, 2 OpenMP threads per process make small convolutions 10-20x
+slower (each parallel region waits for a descheduled thread; BENCHMARKS.md, "The test suite under
+load"), while one thread loses little on idle cores.
+
+Timeouts: every test's timeout (``pytest.ini``'s 600 s, or its ``timeout`` mark) and the timeouts
+of the processes tests start (:func:`scaled_timeout`) are multiplied by the load factor when the
+test starts (:func:`load_factor`: the 1-minute load average per core, at least 1), so a machine
+shared with CPU-bound jobs slows the suite without failing it; they stay hang guards.
 """
 import os
 
-import numpy as np
-import pytest
-import torch
+#: torch / OpenMP threads of the suite and of the processes it starts (see the module doc)
+TEST_THREADS = max(1, int(os.environ.get("BESTIE_TEST_THREADS", "1")))
+os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)  # before torch is imported: inherited by subprocesses
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():
     # The component engine's Triton kernels run on CPU tensors under Triton's interpreter; it must be
     # on before bestie_d2 defines them (tests/test_triton_*.py). Without CUDA nothing else uses Triton.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import bestie_d2  # noqa: E402,F401  (prepares detectron2, registers data sets)
+import bestie_d2  # noqa: F401,E402  (prepares detectron2, registers data sets)
 from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg  # noqa: E402
+
+torch.set_num_threads(TEST_THREADS)
+
+
+def load_factor() -> float:
+    """How oversubscribed the machine is now: the 1-minute load average per core, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except OSError:  # no load average on this platform
+        return 1.0
+
+
+def scaled_timeout(seconds: float) -> float:
+    """A wall-clock limit of ``seconds`` on idle cores, scaled by :func:`load_factor`."""
+    return seconds * load_factor()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's timer with the test's timeout scaled by :func:`load_factor`."""
+    import pytest_timeout
+
+    return pytest_timeout.pytest_timeout_set_timer(item, settings._replace(timeout=scaled_timeout(settings.timeout)))
+
 
 TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"
@@ -37,14 +77,29 @@ VOC_SAMPLE_ID = "2011_000003"
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """One intra-op thread for a test module: on a shared 2-core machine, oversubscribed OpenMP
-    threads make small convolutions an order of magnitude slower."""
-    import torch
-
+    """One intra-op thread for a test module, also when ``BESTIE_TEST_THREADS`` gives the suite more:
+    on a shared 2-core machine, oversubscribed OpenMP threads make small convolutions an order of
+    magnitude slower."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def restore_loggers():
+    """train_net and the tools set handlers (a file in tmp_path, the console) and propagate=False
+    on these loggers; restore them so later tests (caplog, closed captured streams) are unaffected."""
+    import logging
+
+    names = ("bestie_d2", "detectron2", "fvcore")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    yield
+    for n, (handlers, propagate, level) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.level = propagate, level
 
 
 @pytest.fixture()

@@ -29,6 +29,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from conftest import scaled_timeout
 from layout_keys import read_layout
 
 from repo_paths import REPO
@@ -228,7 +229,7 @@ def run_block(block, work, bin_dir, timeout=600):
                OMP_NUM_THREADS="1")
     env.pop("BESTIE_DATASETS", None)  # the block sets it
     return subprocess.run(["bash", "-e", "-c", block], cwd=work, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                          stderr=subprocess.STDOUT, text=True, timeout=scaled_timeout(timeout))
 
 
 def train_net_calls(log):

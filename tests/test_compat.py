@@ -7,6 +7,7 @@ import pytest
 
 import bestie_d2  # noqa: F401  (prepares detectron2 before its first import)
 from bestie_d2 import compat
+from conftest import scaled_timeout
 
 
 def test_detectron2_imports_with_bestie():
@@ -39,7 +40,7 @@ def test_placeholder_error_names_op_and_fix():
 
 def _fresh(code):
     """Run ``code`` in a fresh interpreter (nothing imported yet); its last stdout line."""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled_timeout(180))
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip().splitlines()[-1]
 

@@ -11,6 +11,7 @@ import torch
 import bestie_d2  # noqa: F401  (prepares detectron2)
 from bestie_d2.utils import vis
 
+from conftest import scaled_timeout
 from repo_paths import REPO as ROOT
 CFG_IMAGE = os.path.join(ROOT, "configs", "toy", "bestie_image_label.yaml")
 CFG_POINT = os.path.join(ROOT, "configs", "toy", "bestie_point_label.yaml")
@@ -306,7 +307,7 @@ def test_predict_console_script_exit_status_and_file_modes(toy_root, trained_wei
     try:
         p = subprocess.run([script, "--config-file", CFG_IMAGE, "--input", str(src), "--output", str(out),
                             "--score-threshold", "0", "MODEL.WEIGHTS", trained_weights],
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=scaled_timeout(300))
     finally:
         os.umask(old)
     assert p.returncode == 0, p.stderr[-2000:]

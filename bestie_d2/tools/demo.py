@@ -345,8 +345,21 @@ def build_parser():
     return p
 
 
+def check_stage_opts(parser, args) -> None:
+    """Every ``--opts-*`` against its stage's config before the first stage runs: an unknown key
+    ends the demo at once with one line naming it and the nearest keys (not minutes later)."""
+    from bestie_d2.utils.cli import load_config_or_exit
+
+    for rel, opts in (("toy/pam.yaml", args.opts_pam), (f"toy/bestie_{args.supervision}_label.yaml", args.opts_bestie),
+                      ("toy/mask_rcnn_refine.yaml", args.opts_maskrcnn)):
+        if opts:
+            load_config_or_exit(parser, "demo", _config_path(rel), opts)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_stage_opts(parser, args)
     setup_logger(name="bestie_d2")
     setup_logger()
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -19,7 +19,7 @@ __all__ = [
     "add_bestie_config", "get_cfg", "load_config", "BestieCfgNode", "MODEL_ZOO_PREFIX",
     "add_data_config", "add_augmentation_config", "add_model_config", "add_inference_config",
     "add_refinement_config", "add_backbone_config", "add_pam_config", "add_solver_config",
-    "add_evaluation_config",
+    "add_evaluation_config", "add_pointrend_refiner_config",
 ]
 
 #: ``_BASE_`` prefix naming a config of detectron2's model zoo, e.g. ``model_zoo://Base-RCNN-FPN.yaml``.
@@ -30,13 +30,13 @@ def add_bestie_config(cfg):
     """Add the BESTIE / PAM / pseudo-label keys to ``cfg`` in place. Safe to call twice.
 
     One function per concept (each adds its own nodes): data, augmentation, model, inference,
-    refinement, backbones, PAM, solver, evaluation.
+    refinement, backbones, PAM, solver, evaluation, and the PointRend refinement stage's keys.
     """
     if hasattr(cfg, "BESTIE"):  # already added
         return
     for add in (add_data_config, add_augmentation_config, add_model_config, add_inference_config,
                 add_refinement_config, add_backbone_config, add_pam_config, add_solver_config,
-                add_evaluation_config):
+                add_evaluation_config, add_pointrend_refiner_config):
         add(cfg)
 
 
@@ -256,6 +256,20 @@ def add_solver_config(cfg):
 def add_evaluation_config(cfg):
     """``TEST.VOC_IOU_THRESHOLDS``: the IoUs of VOCInstanceEvaluator."""
     cfg.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+
+
+def add_pointrend_refiner_config(cfg):
+    """Detectron2's own PointRend keys (``MODEL.POINT_HEAD.*``, ``MODEL.IMPLICIT_POINTREND.*``,
+    ``MODEL.ROI_MASK_HEAD.{IN_FEATURES, FC_DIM, NUM_FC, OUTPUT_SIDE_RESOLUTION, POINT_HEAD_ON}``,
+    ``INPUT.CROP.SINGLE_CATEGORY_MAX_AREA``, ``INPUT.COLOR_AUG_SSD``; defaults and meanings in
+    ``detectron2/projects/point_rend/config.py``), so that the PointRend refinement configs
+    (``configs/*/pointrend_*refine.yaml``) merge into every bestie config. Importing
+    ``detectron2.projects.point_rend`` also registers ``PointRendROIHeads`` and
+    ``PointRendMaskHead``; no key of another model reads these. Skipped when already present."""
+    from detectron2.projects.point_rend import add_pointrend_config  # (registers the PointRend heads)
+
+    if not hasattr(cfg.MODEL, "POINT_HEAD"):
+        add_pointrend_config(cfg)
 
 
 class BestieCfgNode(CN):

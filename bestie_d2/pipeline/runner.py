@@ -143,6 +143,13 @@ class _Run:
                     "bestie": self.cfgs.bestie, "export": self.cfgs.export, "refine": self.cfgs.refine,
                     "grid": self.cfgs.trained_bestie}
         self.stage_cfgs = {s.name: builders[s.name]() for s in self.plan if s.run}
+        world = self.layout.world_size
+        for stage in ("pam", "bestie", "refine"):
+            batch = self.stage_cfgs[stage].SOLVER.IMS_PER_BATCH if stage in self.stage_cfgs else 0
+            if batch % world:
+                raise OptionsError(f"{stage} stage: SOLVER.IMS_PER_BATCH {batch} is not divisible by the {world} "
+                                   f"processes (--num-gpus x --num-machines): give --{stage}-opts "
+                                   f"SOLVER.IMS_PER_BATCH <a multiple of {world}> (and scale SOLVER.BASE_LR)")
         self.cue_threshold = float(self.cfgs.bestie().BESTIE.DATA.CUE_THRESHOLD)
 
     # -- per stage ------------------------------------------------------------------------------

@@ -108,8 +108,10 @@ def main(argv=None, **defaults) -> dict:
 
     parser = build_parser(**defaults)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    # all cores for torch's intra-op threads (the demo's fixed setting: its numbers depend on it)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # torch's intra-op threads: every core (the demo's fixed setting: its numbers depend on it),
+    # unless OMP_NUM_THREADS says otherwise (torch then follows it already)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
         return run_pipeline(PipelineOptions.from_namespace(args))
     except OptionsError as e:

@@ -60,6 +60,11 @@ def dataset_summary(train: str, test: str) -> dict:
     }
 
 
+def _given_or(given: Optional[str], own: str) -> str:
+    """The user's path (absolute) when given, else the stage's own output."""
+    return os.path.abspath(given) if given else own
+
+
 @contextlib.contextmanager
 def _run_log(path: Optional[str]):
     """Every line of the bestie_d2 / detectron2 / fvcore loggers also goes to ``path`` while inside."""
@@ -131,11 +136,11 @@ class _Run:
         self.seconds["data"] = time.perf_counter() - t0
         self.plan = stage_plan(o.supervision, cues_given=bool(o.cues_dir), maps_given=bool(o.wsss_dir),
                                pam_given=bool(o.pam_weights), bestie_given=bool(o.bestie_weights))
-        absolute = lambda given, own: os.path.abspath(given) if given else own  # noqa: E731
         self.cfgs = StageConfigs(
             o, p, train, test, len(self.data["classes"]),
-            cues_dir=absolute(o.cues_dir, p.cues_dir), wsss_dir=absolute(o.wsss_dir, p.maps_dir),
-            pam_weights=absolute(o.pam_weights, p.pam_weights), bestie_weights=absolute(o.bestie_weights, p.bestie_weights),
+            cues_dir=_given_or(o.cues_dir, p.cues_dir), wsss_dir=_given_or(o.wsss_dir, p.maps_dir),
+            pam_weights=_given_or(o.pam_weights, p.pam_weights),
+            bestie_weights=_given_or(o.bestie_weights, p.bestie_weights),
         )
         self.environment = environment_info(seed=self.cfgs.seed)
         # every config that will be used, built now: a bad file / key / value fails before any stage runs

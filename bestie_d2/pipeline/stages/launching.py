@@ -51,7 +51,7 @@ def _stage_process(fn, stage_dir, layout: ProcessLayout, args):
         rank = comm.get_rank()
         for name, abbrev in (("bestie_d2", "bestie"), ("detectron2", "d2"), ("fvcore", None)):
             setup_logger(layout.log_file, distributed_rank=rank, name=name, abbrev_name=abbrev)
-        if not torch.cuda.is_available():  # CPU processes share the cores
+        if not torch.cuda.is_available() and not os.environ.get("OMP_NUM_THREADS"):  # CPU processes share the cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // layout.num_gpus))
     if layout.worker_init is not None:
         layout.worker_init()

@@ -13,6 +13,13 @@ Appends one json line per run to ``--out`` (case, seed, threads, detectron2 vers
 seconds) and prints min / median / max of the metric per case and in total; ``--summarize`` prints
 the spread of every run in ``--out`` per case, detectron2 install and thread count. ``--iterations 0``
 measures the untrained model. Runs with 1 thread go two at a time (``--jobs``) on a 2-core machine.
+
+``--opts KEY VALUE ...`` changes the BESTIE cases' config (recorded as ``opts`` in each line), to
+measure a setting's effect on the gate, e.g. the WSSS map's resize mode (issue 21, BENCHMARKS.md)::
+
+    python benchmarks/quality_spread.py --case bestie-point bestie-image --seeds 1-3 --threads 1 \
+        --opts BESTIE.INPUT.MAP_INTERPOLATION nearest --out map_nearest_mode.jsonl
+    python benchmarks/quality_spread.py --out map_nearest_mode.jsonl --summarize-by-opts
 """
 import argparse
 import json
@@ -27,7 +34,7 @@ CHILD = r'''
 import json, sys, tempfile
 sys.path.insert(0, {tests!r})
 import overfit_case as oc
-case, seed, threads, iters = {case!r}, {seed}, {threads}, {iters}
+case, seed, threads, iters, opts = {case!r}, {seed}, {threads}, {iters}, {opts!r}
 from bestie_d2.utils.env import environment_info
 _d2 = environment_info()["detectron2"]
 d2 = ("src@" + _d2["commit"]) if _d2.get("commit") else _d2["version"]
@@ -35,8 +42,10 @@ with tempfile.TemporaryDirectory() as d:
     if case == "pam":
         res = oc.run_pam_overfit(seed, threads, oc.PAM_ITERATIONS if iters < 0 else iters)
     else:
-        res = oc.run_overfit(case.split("-")[1], d, seed, threads, oc.ITERATIONS if iters < 0 else iters)
+        res = oc.run_overfit(case.split("-")[1], d, seed, threads, oc.ITERATIONS if iters < 0 else iters, opts)
 res.update(case=case, seed=seed, threads=threads, detectron2=d2, python=sys.executable)
+if opts:
+    res["opts"] = list(opts)
 print("RESULT " + json.dumps(res))
 '''
 
@@ -48,8 +57,9 @@ def parse_seeds(text):
     return [int(s) for s in text.split(",")]
 
 
-def run_one(python, case, seed, threads, iters):
-    code = CHILD.format(tests=os.path.join(REPO, "tests"), case=case, seed=seed, threads=threads, iters=iters)
+def run_one(python, case, seed, threads, iters, opts=()):
+    code = CHILD.format(tests=os.path.join(REPO, "tests"), case=case, seed=seed, threads=threads, iters=iters,
+                        opts=list(opts))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
     for line in r.stdout.splitlines():
@@ -65,7 +75,7 @@ def summarize(path):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
-            if r.get("iterations") == 0 or "superseded" in (r.get("note") or ""):
+            if r.get("iterations") == 0 or "superseded" in (r.get("note") or "") or r.get("opts"):
                 continue
             rows.append(r)
     names = {"bestie-point": "BESTIE gate, point route (VOC mAP50 on its training images)",
@@ -90,6 +100,25 @@ def summarize(path):
     return "\n".join(out)
 
 
+def summarize_by_opts(path):
+    """mean ± sd (min) of the metric per case and ``opts`` over the runs in ``path`` (trained runs)."""
+    groups = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("iterations") == 0:
+                continue
+            m = "mAP" if r["case"] == "pam" else "mAP50"
+            groups.setdefault((r["case"], " ".join(r.get("opts") or []) or "(defaults)"), []).append((r["seed"], r[m]))
+    out = []
+    for (case, opts), runs in sorted(groups.items()):
+        v = [x for _, x in sorted(runs)]
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        out.append(f"{case:13s} {opts:45s} {statistics.mean(v):5.1f} ± {sd:4.1f} ({min(v):5.1f})  "
+                   f"seeds {','.join(str(s) for s, _ in sorted(runs))}: {', '.join(f'{x:.1f}' for x in v)}")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", nargs="+", default=["bestie-point"], choices=["bestie-image", "bestie-point", "pam"])
@@ -100,9 +129,14 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="parallel runs for the 1-thread runs")
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "quality_spread.jsonl"))
     ap.add_argument("--summarize", action="store_true", help="only print the spread of the runs in --out")
+    ap.add_argument("--summarize-by-opts", action="store_true", help="only print mean ± sd (min) per case and --opts")
+    ap.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE ... for the BESTIE cases' config")
     args = ap.parse_args()
     if args.summarize:
         print(summarize(args.out))
+        return
+    if args.summarize_by_opts:
+        print(summarize_by_opts(args.out))
         return
     pythons = args.python or [sys.executable]
     metric = {"pam": "mAP"}
@@ -110,7 +144,7 @@ def main():
     for python in pythons:
         for case in args.case:
             for threads in args.threads:
-                runs = [(python, case, s, threads, args.iterations) for s in parse_seeds(args.seeds)]
+                runs = [(python, case, s, threads, args.iterations, args.opts) for s in parse_seeds(args.seeds)]
                 jobs = max(1, args.jobs // threads)
                 with ThreadPoolExecutor(jobs) as ex:
                     for res in ex.map(lambda a: run_one(*a), runs):

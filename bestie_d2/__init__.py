@@ -9,9 +9,10 @@ from . import compat
 
 compat.prepare_detectron2()
 
-from .config import add_bestie_config  # noqa: E402
-from . import modeling  # noqa: E402,F401  (registers models and backbones)
-from .data import datasets as _datasets  # noqa: E402,F401  (registers data sets)
+with compat.quiet_library_imports():  # torch's jit.script deprecation, printed by fvcore's import
+    from .config import add_bestie_config  # noqa: E402
+    from . import modeling  # noqa: E402,F401  (registers models and backbones)
+    from .data import datasets as _datasets  # noqa: E402,F401  (registers data sets)
 
 __version__ = "0.1.0"
 __all__ = ["add_bestie_config", "compat"]

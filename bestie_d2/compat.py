@@ -17,17 +17,22 @@ of bestie_d2 is here:
 * :func:`use_fast_coco_eval`, :func:`trainer_state_has_optimizer`,
   :func:`trainer_has_after_backward`, :func:`create_local_process_group`: what the two versions
   do differently in training;
-* :func:`detectron2_info`: the version, origin and compiled ops, for logs and results files.
+* :func:`detectron2_info`: the version, origin and compiled ops, for logs and results files;
+* :func:`quiet_library_imports`: the deprecation warnings that importing detectron2 / fvcore
+  prints under current torch (``torch.jit.script`` is deprecated, twice, from fvcore's focal
+  loss), silenced while ``import bestie_d2`` imports them, and only then.
 
 Call :func:`prepare_detectron2` before importing any detectron2 submodule. ``import bestie_d2``
 does it for you.
 """
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import sys
 import types
+import warnings
 
 __all__ = [
     "MissingCompiledOpError",
@@ -41,6 +46,7 @@ __all__ = [
     "trainer_has_after_backward",
     "create_local_process_group",
     "detectron2_info",
+    "quiet_library_imports",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,6 +147,18 @@ def prepare_detectron2() -> None:
         sys.modules["detectron2._C"] = _CompiledOpsPlaceholder()
         _STATE["placeholder"] = True
         logger.info("detectron2 without compiled ops: installed the detectron2._C placeholder")
+
+
+@contextlib.contextmanager
+def quiet_library_imports():
+    """A block in which the import-time deprecation warnings of detectron2 and fvcore under
+    current torch / setuptools are not shown (``torch.jit.script`` is deprecated: fvcore scripts
+    its focal losses when imported; ``pkg_resources``: ``detectron2.model_zoo``). Nothing else is
+    filtered, and nothing after the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated", category=UserWarning)
+        yield
 
 
 def has_compiled_ops() -> bool:

@@ -4,19 +4,33 @@
 Defaults reproduce the authors' training code (docs/method.md Appendix A); where the paper/supplement
 disagrees, the paper's value is one config change away (noted per key).
 
-Config files are read with :func:`get_cfg` / :func:`load_config`, whose :class:`BestieCfgNode`
-also resolves ``_BASE_: "model_zoo://<path>"`` to a file of detectron2's model zoo
-(``detectron2.model_zoo.get_config_file``), so the Mask R-CNN configs build on the zoo's
-``Base-RCNN-FPN.yaml`` instead of a copy of it.
+Config files build on each other through ``_BASE_``; a base may also be
+``"model_zoo://<path>"``, a file of detectron2's model zoo (``detectron2.model_zoo.get_config_file``),
+so the Mask R-CNN configs build on the zoo's ``Base-RCNN-FPN.yaml`` instead of a copy of it. Both
+ways of making a config read such files:
+
+* Detectron2's own pattern, as in every Detectron2 project's ``train_net.py``:
+  ``cfg = detectron2.config.get_cfg(); add_bestie_config(cfg); cfg.merge_from_file(path)`` —
+  :func:`add_bestie_config` also lets that ``cfg`` resolve ``model_zoo://`` bases
+  (:func:`enable_model_zoo_bases`);
+* :func:`get_cfg` / :func:`load_config` (the tools), whose nodes are :class:`BestieCfgNode`.
+
+Unknown keys, in a file or among the ``KEY VALUE`` overrides, raise :class:`ConfigKeyError`: one
+line naming the key and the nearest existing keys (:func:`merge_overrides`, :func:`merge_config_file`).
 """
+import difflib
 import logging
 import os
+import re
+from typing import List, Sequence
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as d2_get_cfg
 
 __all__ = [
     "add_bestie_config", "get_cfg", "load_config", "BestieCfgNode", "MODEL_ZOO_PREFIX",
+    "enable_model_zoo_bases", "resolve_model_zoo_path", "ConfigKeyError", "config_keys", "nearest_keys",
+    "check_override_keys", "merge_overrides", "merge_config_file",
     "add_data_config", "add_augmentation_config", "add_model_config", "add_inference_config",
     "add_refinement_config", "add_backbone_config", "add_pam_config", "add_solver_config",
     "add_evaluation_config", "add_pointrend_refiner_config",
@@ -30,8 +44,12 @@ def add_bestie_config(cfg):
     """Add the BESTIE / PAM / pseudo-label keys to ``cfg`` in place. Safe to call twice.
 
     One function per concept (each adds its own nodes): data, augmentation, model, inference,
-    refinement, backbones, PAM, solver, evaluation, and the PointRend refinement stage's keys.
+    refinement, backbones, PAM, solver, evaluation, and the PointRend refinement stage's keys. Also
+    lets ``cfg.merge_from_file`` read the ``model_zoo://`` base of the Mask R-CNN configs
+    (:func:`enable_model_zoo_bases`), so every file of ``configs/`` merges into
+    ``detectron2.config.get_cfg()`` after this call.
     """
+    enable_model_zoo_bases(cfg)
     if hasattr(cfg, "BESTIE"):  # already added
         return
     for add in (add_data_config, add_augmentation_config, add_model_config, add_inference_config,
@@ -101,6 +119,10 @@ def add_augmentation_config(cfg):
     cfg.BESTIE.INPUT.RESIZE_FACTOR = 32
     # Random scale factors, chosen uniformly.
     cfg.BESTIE.INPUT.SCALES = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+    # How the WSSS map is resized (resize and random-scale steps): "nearest_exact" (cv2
+    # INTER_NEAREST_EXACT, pixel centres aligned with the bilinear image) or "nearest" (cv2
+    # INTER_NEAREST, the authors' code: up to half a pixel off). docs/method.md §13, BENCHMARKS.md.
+    cfg.BESTIE.INPUT.MAP_INTERPOLATION = "nearest_exact"
     # Square crop side; smaller images are padded with the image placed randomly inside.
     cfg.BESTIE.INPUT.CROP_SIZE = 416
     # Image padding value (RGB, 0..255); the semantic map is padded with 0 (background).
@@ -245,17 +267,26 @@ def add_pam_config(cfg):
 
 
 def add_solver_config(cfg):
-    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS`` (``bestie_d2.engine.solver``,
-    ``bestie_d2.engine.train_loop``)."""
+    """``SOLVER.OPTIMIZER / POLY_LR_POWER / CHECK_FINITE_LOSS / CHECKPOINT_MAX_KEEP``
+    (``bestie_d2.engine.solver``, ``bestie_d2.engine.train_loop``, ``bestie_d2.engine.checkpoint_retention``)."""
     cfg.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (BESTIE) or "SGD" (PAM, Mask R-CNN)
     cfg.SOLVER.POLY_LR_POWER = 0.9  # for LR_SCHEDULER_NAME "WarmupPolyLR"
     # Stop training with a clear error when the loss is NaN/inf (last good checkpoint kept).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
+    # Periodic checkpoints (every SOLVER.CHECKPOINT_PERIOD iterations) kept in OUTPUT_DIR: the
+    # newest N, older ones deleted (bestie_d2.engine.checkpoint_retention); 0 = keep all. An R50
+    # BESTIE checkpoint is ~634 MiB with its Adam state. model_final.pth is always kept.
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 3
 
 
 def add_evaluation_config(cfg):
-    """``TEST.VOC_IOU_THRESHOLDS``: the IoUs of VOCInstanceEvaluator."""
+    """``TEST.VOC_IOU_THRESHOLDS`` (the IoUs of VOCInstanceEvaluator) and ``TEST.EVALUATORS``
+    (which evaluators run, ``bestie_d2.engine.trainer.build_evaluator``)."""
     cfg.TEST.VOC_IOU_THRESHOLDS = [0.25, 0.5, 0.7, 0.75]
+    # Evaluators of every test set: [] = the data set's metadata evaluator_type ("voc_instance"
+    # for VOC and the toy set, "coco" for COCO); else any of "voc_instance", "coco", e.g.
+    # ["voc_instance", "coco"] for COCO mask AP on VOC as well (COCOEvaluator converts the records).
+    cfg.TEST.EVALUATORS = []
 
 
 def add_pointrend_refiner_config(cfg):
@@ -289,9 +320,26 @@ def resolve_model_zoo_path(filename: str) -> str:
     """``.../model_zoo://Base-RCNN-FPN.yaml`` -> the zoo's file; any other path unchanged."""
     if MODEL_ZOO_PREFIX not in filename:
         return filename
-    from detectron2 import model_zoo
+    from .compat import quiet_library_imports
+
+    with quiet_library_imports():  # detectron2.model_zoo imports the deprecated pkg_resources
+        from detectron2 import model_zoo
 
     return model_zoo.get_config_file(filename.split(MODEL_ZOO_PREFIX, 1)[1])
+
+
+def enable_model_zoo_bases(cfg) -> None:
+    """Let ``cfg.merge_from_file`` resolve ``model_zoo://`` bases, for any detectron2 ``CfgNode``
+    (e.g. ``detectron2.config.get_cfg()``); called by :func:`add_bestie_config`.
+
+    detectron2's ``merge_from_file`` (0.6 and main) reads the file with
+    ``self.load_yaml_with_base``: an entry in this node's instance ``__dict__`` (where yacs keeps
+    its own per-node flags) takes the place of the class's reader for this node only, and
+    :meth:`BestieCfgNode.load_yaml_with_base` resolves the prefix at every level of the base
+    chain. Nothing global changes; clones and pickles of ``cfg`` keep it.
+    """
+    if not isinstance(cfg, BestieCfgNode):
+        cfg.__dict__["load_yaml_with_base"] = BestieCfgNode.load_yaml_with_base
 
 
 def get_cfg() -> BestieCfgNode:
@@ -305,19 +353,119 @@ def get_cfg() -> BestieCfgNode:
     return BestieCfgNode(cfg)
 
 
+# ------------------------------------------------------------------------------------------------
+# Unknown keys: one line naming the key and the nearest existing ones
+# ------------------------------------------------------------------------------------------------
+class ConfigKeyError(KeyError):
+    """A config key that does not exist (a typo, a key of another version), or a tool option
+    placed among the ``KEY VALUE`` overrides. ``str()`` is the one-line message (not ``repr``)."""
+
+    def __init__(self, message: str, keys: Sequence[str] = ()):
+        super().__init__(message)
+        self.message = message
+        self.keys = list(keys)
+
+    def __str__(self):
+        return self.message
+
+
+_YACS_UNKNOWN_KEY = re.compile(r"Non-existent (?:config )?key: (\S+)")
+_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9_-]*(=.*)?$")
+
+
+def config_keys(cfg, prefix: str = "") -> List[str]:
+    """Every leaf key of ``cfg`` as a dotted name (``MODEL.BESTIE.TEST.FLIP``), in config order."""
+    out = []
+    for k, v in cfg.items():
+        full = prefix + k
+        if isinstance(v, CN):
+            out.extend(config_keys(v, full + "."))
+        else:
+            out.append(full)
+    return out
+
+
+def nearest_keys(key: str, keys: Sequence[str], n: int = 3) -> List[str]:
+    """Up to ``n`` keys of ``keys`` closest to ``key`` (whole dotted name first, else its last part)."""
+    close = difflib.get_close_matches(key, keys, n=n, cutoff=0.75)
+    if close:
+        return close
+    last = key.rsplit(".", 1)[-1]
+    by_last = {}
+    for k in keys:
+        by_last.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+    names = difflib.get_close_matches(last, list(by_last), n=n, cutoff=0.6)
+    return [k for name in names for k in by_last[name]][:n]
+
+
+def _exists(cfg, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _unknown_key_message(key: str, cfg, where: str) -> str:
+    near = nearest_keys(key, config_keys(cfg))
+    hint = f"; nearest existing keys: {', '.join(near)}" if near else "; no similar key exists"
+    return f"unknown config key {key} ({where}){hint}"
+
+
+def check_override_keys(cfg, opts: Sequence[str], where: str = "command-line override") -> None:
+    """Check ``KEY VALUE`` overrides before yacs merges them: every key must exist in ``cfg`` and
+    no tool option may stand among them. All problems in one :class:`ConfigKeyError` line."""
+    opts = [str(o) for o in (opts or [])]
+    options = [o for o in opts[0::2] if _OPTION.match(o)]
+    if len(opts) % 2 and not options:
+        options = [o for o in opts if _OPTION.match(o)]
+    if options:
+        raise ConfigKeyError(
+            f"option {options[0]} stands among the KEY VALUE config overrides ({' '.join(opts[:4])}"
+            f"{' ...' if len(opts) > 4 else ''}): put the tool's options before the first KEY VALUE pair",
+            options,
+        )
+    if len(opts) % 2:
+        raise ConfigKeyError(f"the {where}s are not KEY VALUE pairs: {len(opts)} items, the last is {opts[-1]!r}")
+    bad = [k for k in opts[0::2] if not (_exists(cfg, k) or cfg.key_is_deprecated(k))]
+    if bad:
+        raise ConfigKeyError("; ".join(_unknown_key_message(k, cfg, where) for k in bad), bad)
+
+
+def merge_overrides(cfg, opts: Sequence[str]) -> None:
+    """:func:`check_override_keys`, then ``cfg.merge_from_list(opts)``."""
+    check_override_keys(cfg, opts)
+    cfg.merge_from_list(list(opts or []))
+
+
+def merge_config_file(cfg, config_file: str) -> None:
+    """``cfg.merge_from_file(config_file)``; an unknown key in it (or in its ``_BASE_`` files) is a
+    :class:`ConfigKeyError` naming the file, the key and the nearest existing keys."""
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:
+        m = _YACS_UNKNOWN_KEY.search(str(e.args[0]) if e.args else "")
+        if m is None:
+            raise
+        key = m.group(1)
+        raise ConfigKeyError(_unknown_key_message(key, cfg, f"in {config_file} or its _BASE_ files"), [key]) from None
+
+
 def load_config(config_file, opts=(), *, freeze=True):
     """:func:`get_cfg` + the YAML file + ``KEY VALUE`` overrides.
 
-    A missing file is a clear ``FileNotFoundError``; ``MODEL.DEVICE cuda*`` falls back to ``cpu``
-    (with a warning) when CUDA is unavailable. The shared first step of every bestie_d2 tool.
+    A missing file is a clear ``FileNotFoundError``; an unknown key (file or overrides) a one-line
+    :class:`ConfigKeyError`; ``MODEL.DEVICE cuda*`` falls back to ``cpu`` (with a warning) when
+    CUDA is unavailable. The shared first step of every bestie_d2 tool.
     """
     import torch
 
     cfg = get_cfg()
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file {config_file!r} does not exist")
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+    merge_config_file(cfg, config_file)
+    merge_overrides(cfg, opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("CUDA is not available: using MODEL.DEVICE cpu")
         cfg.MODEL.DEVICE = "cpu"

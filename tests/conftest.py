@@ -13,14 +13,28 @@
   ResNet-18 / narrow decoder) on the CPU with random init (``MODEL.WEIGHTS ""``).
 * ``bestie_cfg_factory``: ``tests/cfg_factory.new_bestie_cfg`` itself, for a test that needs
   several fresh configs (``bestie_cfg_factory("configs/...yaml", ["KEY", "VALUE"])``).
+
+Threads: the suite runs with **one** torch intra-op thread (``BESTIE_TEST_THREADS``, default 1),
+and ``OMP_NUM_THREADS`` is set to the same value before torch is imported, so every process a
+test starts (console scripts, ``launch`` workers, reproduce blocks) has it too. On a 2-core
+machine with CPU-bound neighbours, 2 OpenMP threads per process make small convolutions 10-20x
+slower (each parallel region waits for a descheduled thread; BENCHMARKS.md, "The test suite under
+load"), while one thread loses little on idle cores.
 """
 import os
 
-import numpy as np
-import pytest
+#: torch / OpenMP threads of the suite and of the processes it starts (see the module doc)
+TEST_THREADS = max(1, int(os.environ.get("BESTIE_TEST_THREADS", "1")))
+os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)  # before torch is imported: inherited by subprocesses
 
-import bestie_d2  # noqa: F401  (prepares detectron2, registers data sets)
-from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import bestie_d2  # noqa: F401,E402  (prepares detectron2, registers data sets)
+from cfg_factory import TINY_BESTIE_CONFIG, new_bestie_cfg  # noqa: E402
+
+torch.set_num_threads(TEST_THREADS)
 
 TOY_TEST_KWARGS = dict(seed=7, num_train=16, num_val=8)
 VOC_SAMPLE_ID = "2011_000003"
@@ -28,14 +42,29 @@ VOC_SAMPLE_ID = "2011_000003"
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """One intra-op thread for a test module: on a shared 2-core machine, oversubscribed OpenMP
-    threads make small convolutions an order of magnitude slower."""
-    import torch
-
+    """One intra-op thread for a test module, also when ``BESTIE_TEST_THREADS`` gives the suite more:
+    on a shared 2-core machine, oversubscribed OpenMP threads make small convolutions an order of
+    magnitude slower."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def restore_loggers():
+    """train_net and the tools set handlers (a file in tmp_path, the console) and propagate=False
+    on these loggers; restore them so later tests (caplog, closed captured streams) are unaffected."""
+    import logging
+
+    names = ("bestie_d2", "detectron2", "fvcore")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    yield
+    for n, (handlers, propagate, level) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.level = propagate, level
 
 
 @pytest.fixture()

@@ -17,8 +17,10 @@ TOY_KWARGS = dict(seed=11, num_train=8, num_val=1)
 ITERATIONS = 300
 
 
-def overfit_config(route: str, root: str, dataset: str, output_dir: str, seed: int, iterations: int = ITERATIONS):
-    """The case's config: ``configs/toy/bestie_<route>_label.yaml`` + GT inputs, no refinement."""
+def overfit_config(route: str, root: str, dataset: str, output_dir: str, seed: int, iterations: int = ITERATIONS,
+                   opts=()):
+    """The case's config: ``configs/toy/bestie_<route>_label.yaml`` + GT inputs, no refinement,
+    then ``opts`` (further ``KEY VALUE`` pairs, e.g. a setting whose effect is measured)."""
     from bestie_d2.config import load_config
 
     return load_config(os.path.join(REPO, "configs", "toy", f"bestie_{route}_label.yaml"), [
@@ -31,13 +33,14 @@ def overfit_config(route: str, root: str, dataset: str, output_dir: str, seed: i
         "MODEL.BESTIE.REFINE.ENABLED", "False", "MODEL.BESTIE.TEST.FLIP", "False",
         "BESTIE.INPUT.SCALES", "[1.0]",
         "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", output_dir, "SEED", str(seed),
-    ])
+    ] + list(opts))
 
 
-def run_overfit(route: str, workdir: str, seed: int, threads: int, iterations: int = ITERATIONS) -> dict:
+def run_overfit(route: str, workdir: str, seed: int, threads: int, iterations: int = ITERATIONS, opts=()) -> dict:
     """Train and evaluate the case; returns the VOC metrics plus ``seconds``.
 
-    ``iterations=0`` evaluates the untrained (randomly initialised) model.
+    ``iterations=0`` evaluates the untrained (randomly initialised) model; ``opts`` are extra
+    ``KEY VALUE`` config pairs (:func:`overfit_config`).
     """
     import torch
 
@@ -59,7 +62,7 @@ def run_overfit(route: str, workdir: str, seed: int, threads: int, iterations: i
         name = f"overfit_toy_{len(DatasetCatalog.list())}"  # a fresh name per call (one per root)
         register_toy_dataset(name, root, **TOY_KWARGS)
         cfg = overfit_config(route, root, f"{name}_train", os.path.join(workdir, f"out_{route}_{seed}"), seed,
-                             max(iterations, 1))
+                             max(iterations, 1), opts)
         t0 = time.perf_counter()
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=False)

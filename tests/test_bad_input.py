@@ -109,7 +109,7 @@ def test_missing_inputs_error_or_logged_skip(setup, caplog):
     with caplog.at_level(logging.WARNING):
         kept = check_training_inputs(records, mapper, "skip", ["demo_set"])
     assert [r["image_id"] for r in kept] == [records[0]["image_id"]]
-    assert "Skipped 2 training images" in caplog.text
+    assert "Skipped 2 of 3 images" in caplog.text
     os.remove(records[0]["file_name"])
     with pytest.raises(MissingDataError, match="nothing left"):
         check_training_inputs(records, mapper, "skip", ["demo_set"])

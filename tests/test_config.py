@@ -1,11 +1,20 @@
-"""bestie_d2.config: the model-zoo ``_BASE_`` of the Mask R-CNN configs, get_cfg / load_config."""
+"""bestie_d2.config: the model-zoo ``_BASE_`` of the Mask R-CNN configs, get_cfg / load_config, every
+config through detectron2's own ``get_cfg`` + ``add_bestie_config``, unknown keys (issue 21)."""
+import glob
 import os
 import shutil
 
 import pytest
 
 import bestie_d2  # noqa: F401
-from bestie_d2.config import MODEL_ZOO_PREFIX, BestieCfgNode, get_cfg, load_config, resolve_model_zoo_path
+from bestie_d2.config import (
+    MODEL_ZOO_PREFIX,
+    BestieCfgNode,
+    ConfigKeyError,
+    get_cfg,
+    load_config,
+    resolve_model_zoo_path,
+)
 from detectron2 import model_zoo
 
 from repo_paths import REPO
@@ -60,3 +69,75 @@ def test_load_config_missing_file_and_overrides(tmp_path):
     cfg = load_config(os.path.join(REPO, "configs", "toy", "bestie_image_label.yaml"),
                       ["MODEL.BESTIE.TEST.NMS_KERNEL", "7"])
     assert cfg.MODEL.BESTIE.TEST.NMS_KERNEL == 7 and cfg.is_frozen()
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 10: every config merges into detectron2's own get_cfg() + add_bestie_config
+# ------------------------------------------------------------------------------------------------
+ALL_CONFIGS = sorted(os.path.relpath(p, os.path.join(REPO, "configs"))
+                     for p in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
+
+
+def test_all_configs_are_listed():
+    assert len(ALL_CONFIGS) >= 19 and "Base-MaskRCNN-FPN.yaml" in ALL_CONFIGS
+
+
+@pytest.mark.parametrize("rel", ALL_CONFIGS)
+def test_config_merges_into_detectron2_get_cfg_and_ours_alike(rel):
+    """The Detectron2 project pattern (``detectron2.config.get_cfg(); add_bestie_config(cfg);
+    cfg.merge_from_file(f)``, from a relative path as a user types it) gives the same config as
+    the tools' ``bestie_d2.config.get_cfg``."""
+    from bestie_d2 import add_bestie_config
+    from detectron2.config import get_cfg as d2_get_cfg
+
+    d2 = d2_get_cfg()
+    add_bestie_config(d2)
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        d2.merge_from_file(os.path.join("configs", rel))
+    finally:
+        os.chdir(cwd)
+    ours = get_cfg()
+    ours.merge_from_file(os.path.join(REPO, "configs", rel))
+    assert d2.dump() == ours.dump()
+    # the detectron2 node survives a clone (the trainer's copies) and still reads zoo bases
+    d2.clone().merge_from_file(os.path.join(REPO, "configs", rel))
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 6: an unknown key / an option among the overrides: one line, the nearest keys
+# ------------------------------------------------------------------------------------------------
+TOY = os.path.join(REPO, "configs", "toy", "bestie_point_label.yaml")
+
+
+def test_unknown_override_key_names_the_nearest_keys():
+    with pytest.raises(ConfigKeyError) as e:
+        load_config(TOY, ["BESTIE.DATA.CENTER_POINT_DIR", "/x", "MODEL.WEIGHTS", ""])
+    msg = str(e.value)
+    assert "\n" not in msg and "BESTIE.DATA.CENTER_POINT_DIR" in msg
+    assert "nearest existing keys: BESTIE.DATA.CENTER_POINTS_DIR" in msg
+    assert isinstance(e.value, KeyError)  # callers that catch KeyError still do
+    # every unknown key of the run in the one line
+    with pytest.raises(ConfigKeyError) as e:
+        load_config(TOY, ["SOLVER.MAX_ITERS", "3", "BESTIE.DATA.WSSS_DIRS", "/x"])
+    assert "SOLVER.MAX_ITER" in str(e.value) and "BESTIE.DATA.WSSS_DIR" in str(e.value)
+    assert e.value.keys == ["SOLVER.MAX_ITERS", "BESTIE.DATA.WSSS_DIRS"] and "\n" not in str(e.value)
+
+
+def test_option_among_the_overrides_is_named_as_an_option():
+    with pytest.raises(ConfigKeyError) as e:
+        load_config(TOY, ["MODEL.WEIGHTS", "", "--report", "r.txt"])
+    msg = str(e.value)
+    assert "option --report" in msg and "before the first KEY VALUE pair" in msg and "\n" not in msg
+    with pytest.raises(ConfigKeyError, match="option --dataset"):
+        load_config(TOY, ["MODEL.WEIGHTS", "", "--dataset", "a", "b"])  # odd length too
+
+
+def test_unknown_key_in_a_config_file_names_the_file(tmp_path):
+    p = tmp_path / "typo.yaml"
+    p.write_text(f'_BASE_: "{TOY}"\nBESTIE:\n  DATA:\n    CENTER_POINT_DIR: "/x"\n')
+    with pytest.raises(ConfigKeyError) as e:
+        load_config(str(p))
+    msg = str(e.value)
+    assert str(p) in msg and "BESTIE.DATA.CENTER_POINTS_DIR" in msg and "\n" not in msg

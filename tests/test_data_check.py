@@ -175,6 +175,32 @@ def test_one_based_points_below_threshold_warn(data, caplog):
     assert "1-based class ids" in caplog.text and str(data["points"](r["image_id"])) in caplog.text
 
 
+def test_one_based_points_with_the_shifted_class_in_the_image(data, capsys):
+    """Issue 21, item 2: (bus, bus, car) written 1-based as 6 6 7 in an image labelled {bus, car}:
+    only one cue's class (7) is absent from the label, so the label test passes; the cues then
+    lie in the regions of their class minus one. Named "1-based class ids?" and an error at 1 of
+    16 images (it was a "cues outside their regions" warning, so training ran on wrong classes)."""
+    r = data["records"][4]
+    r["image_label"] = [1, 2]  # 0-based: two objects of class 1, one of class 2 (bus, bus, car)
+    sem = np.zeros((r["height"], r["width"]), np.uint8)
+    sem[5:25, 5:25] = 2
+    sem[5:25, 40:60] = 2
+    sem[40:60, 5:25] = 3
+    write_label_map(str(data["wsss"](r["image_id"])), sem)
+    write_points(str(data["points"](r["image_id"])), np.array([[15, 15, 2, 1.0], [50, 15, 2, 1.0], [15, 50, 3, 1.0]],
+                                                              np.float32))  # 1-based classes
+    flags = label_convention_flags(read_points(data["points"](r["image_id"]), C), sem, r["image_label"])
+    assert flags == {"cue_shift": {"cues": 3, "in_shifted_region": 3, "in_own_region": 0}}
+    with pytest.raises(LabelConventionError) as e:
+        _check(data)
+    msg = str(e.value)
+    assert "1-based class ids?" in msg and str(data["points"](r["image_id"])) in msg and "1 of 16 images" in msg
+    assert "lie in the WSSS region of the class one below theirs" in msg
+    assert "no kept cue lies in the WSSS region" not in msg  # not the coordinates diagnosis
+    code, out = _check_data_tool(data, capsys)
+    assert code == 1 and "1-based class ids?" in out
+
+
 def test_class_out_of_range_hint_in_points_file(tmp_path):
     p = tmp_path / "a.txt"
     p.write_text("1 1 0 1.0\n2 2 5 1.0\n")
@@ -241,6 +267,13 @@ def test_label_convention_flags_unit():
     assert zero_based["wsss_class"] == {"values": [2], "shift": 1.0}
     outside = label_convention_flags(np.array([[8, 8, 2, 1.0]], np.float32), sem, [2])
     assert outside == {"cues_outside": {"cues": 1}}
+    # both classes in the image: the cues of a 1-based file lie in the regions of c - 1
+    sem2 = sem.copy()
+    sem2[6:9, 6:9] = 2  # an object of class 1 next to the one of class 2
+    right = np.array([[3, 3, 2, 1.0], [7, 7, 1, 1.0]], np.float32)
+    assert label_convention_flags(right, sem2, [1, 2]) == {}
+    one_based_both = label_convention_flags(right + [0, 0, 1, 0], sem2, [1, 2])  # class 3: 1 of 2 absent
+    assert one_based_both == {"cue_shift": {"cues": 2, "in_shifted_region": 2, "in_own_region": 0}}
     # a cue below the confidence threshold does not count; a few stray WSSS pixels do not flag
     assert label_convention_flags(np.array([[8, 8, 2, 0.5]], np.float32), sem, [2], 0.7) == {}
     sem[0, 0] = 5
@@ -341,7 +374,7 @@ def test_all_bad_files_listed_in_one_error(data):
     assert f"{data['points'](recs[0]['image_id'])}, line {n1}" in msg
     assert f"{data['points'](recs[1]['image_id'])}, line 3" in msg
     assert str(data["wsss"](recs[2]["image_id"])) in msg
-    assert "1 of 16 training images" in msg and str(data["wsss"](recs[3]["image_id"])) in msg
+    assert "1 of 16 images" in msg and str(data["wsss"](recs[3]["image_id"])) in msg
     assert "3 input files" in msg and len(e.value.problems) == 4
     assert len(open(report).read().splitlines()) == 4 and report in msg
     # 'skip' drops the record with a missing file, but bad files stay an error
@@ -350,3 +383,106 @@ def test_all_bad_files_listed_in_one_error(data):
     # "exists" only looks for the files
     kept = _check(data, "BESTIE.DATA.MISSING_INPUT", "skip", "BESTIE.DATA.CHECK_INPUTS", "exists")
     assert len(kept) == 15
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 1: a VOC-layout root with many kinds of bad files, a missing image among them
+# ------------------------------------------------------------------------------------------------
+def _voc_root_copy(toy_root, tmp_path, n=6):
+    """The first ``n`` toy train images in the VOC layout under ``tmp_path`` (WSSS maps = copies of
+    ``SegmentationClass``, as a user without a WSSS method would try), registered by name."""
+    from bestie_d2.data.datasets import register_voc_layout
+    from bestie_d2.data.toy import TOY_CLASSES
+
+    recs = DatasetCatalog.get("test_toy_train")[:n]
+    root = tmp_path / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Center_points", "WSSS_maps",
+                "ImageSets/Segmentation", "cls_labels"):
+        os.makedirs(root / sub)
+    for r in recs:
+        i = r["image_id"]
+        shutil.copy(r["file_name"], root / "JPEGImages" / f"{i}.jpg")
+        for sub in ("SegmentationClass", "SegmentationObject"):
+            shutil.copy(os.path.join(toy_root, sub, f"{i}.png"), root / sub / f"{i}.png")
+        shutil.copy(os.path.join(toy_root, "SegmentationClass", f"{i}.png"), root / "WSSS_maps" / f"{i}.png")
+        shutil.copy(os.path.join(toy_root, "Center_points", f"{i}.txt"), root / "Center_points" / f"{i}.txt")
+    (root / "ImageSets/Segmentation/train.txt").write_text("".join(r["image_id"] + "\n" for r in recs))
+    (root / "cls_labels/train_cls.txt").write_text(
+        "".join(r["image_id"] + " " + " ".join(map(str, r["image_label"])) + "\n" for r in recs))
+    name = f"test_voc_root_{tmp_path.name}"
+    register_voc_layout(name, str(root), "ImageSets/Segmentation/train.txt", "cls_labels/train_cls.txt",
+                        TOY_CLASSES, overwrite=True)
+    return name, root, recs
+
+
+def test_every_problem_of_a_root_listed_in_one_run_and_skip_drops_the_missing_image(toy_root, tmp_path, capsys,
+                                                                                      caplog):
+    name, root, recs = _voc_root_copy(toy_root, tmp_path)
+    ids = [r["image_id"] for r in recs]
+    shifted = next(i for i, r in enumerate(recs) if i >= 4 and max(r["image_label"]) < C - 1)
+    os.remove(root / "JPEGImages" / f"{ids[0]}.jpg")  # 1. a missing image
+    os.remove(root / "WSSS_maps" / f"{ids[1]}.png")  # 2. a missing WSSS map
+    with open(root / "Center_points" / f"{ids[2]}.txt", "a") as f:  # 3. a malformed cue line
+        f.write("1 2 3\n")
+    sem = read_label_map(root / "WSSS_maps" / f"{ids[3]}.png")
+    sem[:4, :4] = 30  # 4. a WSSS value out of range
+    write_label_map(str(root / "WSSS_maps" / f"{ids[3]}.png"), sem)
+    pts = read_points(root / "Center_points" / f"{ids[shifted]}.txt", C)
+    pts[:, 2] += 1  # 5. 1-based classes
+    write_points(str(root / "Center_points" / f"{ids[shifted]}.txt"), pts)
+    other = next(i for i in range(4, len(recs)) if i != shifted)
+    small = read_label_map(root / "WSSS_maps" / f"{ids[other]}.png")[:-3]  # 6. a map of another size
+    write_label_map(str(root / "WSSS_maps" / f"{ids[other]}.png"), small)
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out")]
+    code, out = _check_data_tool({"opts": opts}, capsys)
+    assert code == 1
+    for must in (f"{ids[0]}: image {root / 'JPEGImages' / ids[0]}.jpg", f"{ids[1]}: WSSS map",
+                 f"{root / 'Center_points' / ids[2]}.txt, line", f"{root / 'WSSS_maps' / ids[3]}.png",
+                 "1-based class ids", f"{root / 'Center_points' / ids[shifted]}.txt",
+                 f"{root / 'WSSS_maps' / ids[other]}.png"):
+        assert must in out, (must, out)
+    assert "2 of 6 images" in out and "3 input files" in out
+    # the same through the start of training
+    from bestie_d2.engine.trainer import Trainer
+
+    with pytest.raises(DataCheckError) as e:
+        Trainer.build_train_loader(load_config(CFG, opts))
+    assert f"{ids[0]}.jpg" in str(e.value) and "1-based class ids" in str(e.value)
+    # the other files repaired: 'skip' drops the missing image (and the one without a WSSS map), counted
+    shutil.copy(os.path.join(toy_root, "SegmentationClass", f"{ids[1]}.png"), root / "WSSS_maps" / f"{ids[1]}.png")
+    shutil.copy(os.path.join(toy_root, "Center_points", f"{ids[2]}.txt"), root / "Center_points" / f"{ids[2]}.txt")
+    for i in (3, other):
+        shutil.copy(os.path.join(toy_root, "SegmentationClass", f"{ids[i]}.png"), root / "WSSS_maps" / f"{ids[i]}.png")
+    shutil.copy(os.path.join(toy_root, "Center_points", f"{ids[shifted]}.txt"),
+                root / "Center_points" / f"{ids[shifted]}.txt")
+    code, out = _check_data_tool({"opts": opts}, capsys)
+    assert code == 1 and f"{ids[0]}.jpg" in out and "MISSING_INPUT skip" in out and "Restore the missing images" in out
+    with caplog.at_level(logging.WARNING, logger="bestie_d2.data.input_check"):
+        code, out = _check_data_tool({"opts": opts + ["BESTIE.DATA.MISSING_INPUT", "skip"]}, capsys)
+    assert code == 0 and "OK: 5 of 6 training images" in out
+    assert "Skipped 1 of 6 images" in caplog.text + out and f"{ids[0]}.jpg" in caplog.text + out
+
+
+def test_steps_that_read_only_images_list_every_missing_one(toy_root, tmp_path, caplog):
+    """Evaluation, the PAM classifier, the CAM tools and the export read only the images: every
+    missing one in one error before any worker starts (evaluation never skips), or skipped with a
+    count (``BESTIE.DATA.MISSING_INPUT skip``)."""
+    from bestie_d2.data.errors import MissingDataError
+    from bestie_d2.data.input_check import check_images
+    from bestie_d2.engine.trainer import Trainer
+
+    name, root, recs = _voc_root_copy(toy_root, tmp_path)
+    for r in recs[1:3]:
+        os.remove(root / "JPEGImages" / f"{r['image_id']}.jpg")
+    cfg = load_config(CFG, ["DATASETS.TEST", f"('{name}',)", "DATALOADER.NUM_WORKERS", "0"])
+    with pytest.raises(MissingDataError) as e:
+        Trainer.build_test_loader(cfg, name)
+    assert all(f"{r['image_id']}.jpg" in str(e.value) for r in recs[1:3]) and "2 of 6 images" in str(e.value)
+    with caplog.at_level(logging.WARNING, logger="bestie_d2.data.input_check"):
+        kept = check_images(DatasetCatalog.get(name), "skip", [name])
+    assert [r["image_id"] for r in kept] == [recs[0]["image_id"]] + [r["image_id"] for r in recs[3:]]
+    assert "Skipped 2 of 6 images" in caplog.text
+    pam = load_config(os.path.join(REPO, "configs/toy/pam.yaml"), ["DATASETS.TRAIN", f"('{name}',)",
+                                                                   "DATALOADER.NUM_WORKERS", "0"])
+    with pytest.raises(MissingDataError, match="2 of 6 images"):
+        Trainer.build_train_loader(pam)

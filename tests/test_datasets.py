@@ -197,8 +197,12 @@ def test_missing_root_folder_and_image(tmp_path):
     msg = _expect(MissingDataError, missing, lambda: _load(missing))
     assert "datasets/README.md" in msg
     assert issubclass(MissingDataError, FileNotFoundError)
+    # a missing image does not stop the loading (issue 21, item 1): the data check reports it
     os.remove(os.path.join(root, "JPEGImages", "a_2.jpg"))
-    _expect(MissingDataError, os.path.join(root, "JPEGImages", "a_2.jpg"), lambda: _load(root))
+    recs = _load(root)
+    assert recs[1]["file_name"] == os.path.join(root, "JPEGImages", "a_2.jpg")
+    assert (recs[1]["height"], recs[1]["width"]) == (20, 30)  # from its GT maps
+    assert len(recs[1]["annotations"]) == 2
     shutil.rmtree(os.path.join(root, "JPEGImages"))
     _expect(MissingDataError, os.path.join(root, "JPEGImages"), lambda: _load(root))
     _expect(MissingDataError, os.path.join(root, "ImageSets", "Segmentation", "nope.txt"),
@@ -265,6 +269,23 @@ def test_bad_annotations(tmp_path):
     _expect(MissingDataError, obj_p, lambda: _load(root, labels=None))  # no labels source
 
 
+def test_bad_files_of_several_images_reported_together(tmp_path):
+    """Issue 21, item 1: every bad file of the listed images in one error (the missing image too),
+    not only the first."""
+    from bestie_d2.data.errors import DataCheckError
+
+    root = _mini_voc(tmp_path, ids=("a_1", "a_2", "a_3"))
+    open(os.path.join(root, "SegmentationObject", "a_1.png"), "wb").close()  # corrupt
+    write_label_map(os.path.join(root, "SegmentationObject", "a_2.png"), np.zeros((21, 30), np.uint8))  # size
+    os.remove(os.path.join(root, "JPEGImages", "a_3.jpg"))
+    with pytest.raises(DataCheckError) as e:
+        _load(root)
+    msg = str(e.value)
+    assert "3 files of the images listed in" in msg and len(e.value.problems) == 3
+    for f in ("SegmentationObject/a_1.png", "SegmentationObject/a_2.png", "JPEGImages/a_3.jpg"):
+        assert os.path.join(root, f) in msg
+
+
 def test_png_images_and_ids_with_extension(tmp_path, caplog):
     """Issue 16: images saved as .png were reported as a missing .jpg with no hint; ids written
     with '.jpg' in ImageSets were blamed on the labels file."""
@@ -280,8 +301,11 @@ def test_png_images_and_ids_with_extension(tmp_path, caplog):
     assert [os.path.basename(r["file_name"]) for r in recs] == ["a_1.png", "a_2.jpg", "a_3.png"]
     assert sum("using a_1.png" in m for m in caplog.messages) == 1
     os.remove(os.path.join(root, "JPEGImages", "a_3.png"))
-    msg = _expect(MissingDataError, os.path.join(root, "JPEGImages", "a_3.jpg"), lambda: _load(root))
-    assert "also tried .jpeg, .png" in msg
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bestie_d2.data.datasets.voc"):
+        recs = _load(root)
+    assert recs[2]["file_name"] == os.path.join(root, "JPEGImages", "a_3.jpg")  # left to the data check
+    assert "1 of 3 images" in caplog.text and "also tried .jpeg, .png" in caplog.text
     # ids with the extension: the error names the list file and its line
     split = os.path.join(root, "ImageSets", "Segmentation", "val.txt")
     with open(split, "w") as f:

@@ -1,4 +1,6 @@
-"""Trainer plumbing: finite-loss guard, poly schedule, safe/atomic checkpoints, exact resume."""
+"""Trainer plumbing: finite-loss guard, poly schedule, safe/atomic checkpoints, exact resume,
+stale checkpoint temporaries removed at start / resume and the last K periodic checkpoints kept
+(issue 21, items 5 and 9)."""
 import io
 import os
 import pickle
@@ -196,7 +198,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     # stop after 3 iterations (iters 0..2) as if killed, keeping model_0002.pth
     part.max_iter = 3
     part.train()
-    assert (tmp_path / "part" / "model_0000002.pth").exists()
+    # iteration 2 is the last of this run: model_final.pth only (no duplicate model_0000002.pth)
+    assert (tmp_path / "part" / "last_checkpoint").read_text() == "model_final.pth"
+    assert not (tmp_path / "part" / "model_0000002.pth").exists()
 
     resumed = _Trainer(part_cfg)
     resumed.resume_or_load(resume=True)
@@ -245,3 +249,63 @@ def test_refinement_hook_schedule():
     hook = SelfRefinementHook(enabled=True, start_iter=5)
     assert not hook.is_active(4) and hook.is_active(5)
     assert not SelfRefinementHook(enabled=False, start_iter=0).is_active(100)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 5: temporaries of interrupted checkpoint writes are removed at start / resume
+# ------------------------------------------------------------------------------------------------
+def test_stale_checkpoint_temporaries_removed_at_resume(tmp_path, caplog):
+    import logging
+
+    _Trainer(_cfg(tmp_path, max_iter=2, period=2)).train()  # a finished run: model_final.pth
+    stale = [tmp_path / ".model_0000009.pth.k2x_9qaz.tmp", tmp_path / ".last_checkpoint.0a1b2c3d.tmp"]
+    stale[0].write_bytes(b"\0" * 1000)  # half a checkpoint
+    stale[1].write_bytes(b"")
+    other = tmp_path / ".notes.txt.abcdefgh.tmp"  # not a checkpoint write: left alone
+    other.write_text("x")
+    trainer = _Trainer(_cfg(tmp_path, max_iter=4, period=2))
+    with caplog.at_level(logging.INFO, logger="bestie_d2.engine.checkpoint"):
+        trainer.resume_or_load(resume=True)
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert trainer.start_iter == 2  # the resume itself is unchanged
+    msg = caplog.text
+    assert "Removed 2 stale temporary file(s)" in msg and ".model_0000009.pth.k2x_9qaz.tmp (1,000 B)" in msg
+    # a fresh start (resume=False) cleans up too
+    stale[0].write_bytes(b"")
+    _Trainer(_cfg(tmp_path, max_iter=4, period=2)).resume_or_load(resume=False)
+    assert not stale[0].exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 9: periodic checkpoints beyond SOLVER.CHECKPOINT_MAX_KEEP are deleted
+# ------------------------------------------------------------------------------------------------
+def _files(folder):
+    return sorted(f for f in os.listdir(folder) if f.endswith(".pth"))
+
+
+def test_periodic_checkpoints_beyond_k_are_deleted(tmp_path):
+    cfg = _cfg(tmp_path, max_iter=6, period=2)
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 2
+    t = _Trainer(cfg)
+    t.resume_or_load(resume=False)
+    t.train()
+    # periodic at iterations 1, 3; iteration 5 is the last one: model_final.pth only
+    assert _files(tmp_path) == ["model_0000001.pth", "model_0000003.pth", "model_final.pth"]
+    cfg = _cfg(tmp_path, max_iter=12, period=2)
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 2
+    t = _Trainer(cfg)
+    t.resume_or_load(resume=True)  # continues at 6; the earlier run's files count too
+    assert t.start_iter == 6
+    t.train()
+    assert _files(tmp_path) == ["model_0000007.pth", "model_0000009.pth", "model_final.pth"]
+    assert open(os.path.join(tmp_path, "last_checkpoint")).read() == "model_final.pth"
+    # 0 keeps every periodic checkpoint
+    cfg = _cfg(tmp_path / "all", max_iter=8, period=2)
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 0
+    _Trainer(cfg).train()
+    assert _files(tmp_path / "all") == ["model_0000001.pth", "model_0000003.pth", "model_0000005.pth",
+                                        "model_final.pth"]
+
+
+def test_checkpoint_max_keep_default_keeps_a_few(bestie_cfg):
+    assert bestie_cfg.SOLVER.CHECKPOINT_MAX_KEEP == 3

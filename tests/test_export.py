@@ -102,6 +102,11 @@ def toy(toy_root):
     return {"root": toy_root, "records": records, "model": _PseudoExportStub(dataset_name="test_toy_train")}
 
 
+def _stem(image):
+    """The file stem of a json image entry (the VOC-style record id)."""
+    return os.path.splitext(os.path.basename(image["file_name"]))[0]
+
+
 def _subset(name, records):
     """Register ``records`` (a prefix of test_toy_train) as ``name`` with the same metadata."""
     if name not in DatasetCatalog.list():
@@ -135,7 +140,9 @@ def test_export_format_and_exact_masks(toy, tmp_path):
     coco = COCO(out)  # loads with pycocotools
     with open(out) as f:
         data = json.load(f)
-    assert [im["id"] for im in data["images"]] == [r["image_id"] for r in records]
+    # integer image ids (the COCO format; issue 21, item 8), the VOC-style id stays the file stem
+    assert [im["id"] for im in data["images"]] == list(range(1, len(records) + 1))
+    assert [_stem(im) for im in data["images"]] == [r["image_id"] for r in records]
     assert [c["id"] for c in data["categories"]] == [1, 2, 3, 4, 5]
     assert [c["name"] for c in data["categories"]] == list(MetadataCatalog.get("test_toy_train").thing_classes)
     assert data["info"]["source_dataset"] == "test_toy_train"
@@ -172,7 +179,8 @@ def test_export_format_and_exact_masks(toy, tmp_path):
 
 def test_json_identical_to_the_export_before_the_refactor(toy, tmp_path):
     """Same model, same data set, same settings: byte-identical json content and summary (the
-    ``info.point_guided`` field, added later, aside: False here)."""
+    ``info.point_guided`` field, added later, aside: False here; the image ids, str file stems in
+    the pinned file, are the integers 1..N in data-set order since issue 21, item 8)."""
     with open(BEFORE_REFACTOR) as f:
         before = json.load(f)
     assert set(before) == {"defaults", "no_label_filter_score0.1_area10"}
@@ -185,6 +193,12 @@ def test_json_identical_to_the_export_before_the_refactor(toy, tmp_path):
         assert data["info"]["image_root"] == root
         data["info"]["image_root"] = "<image_root>"
         assert data["info"].pop("point_guided") is False
+        new_id = {im["id"]: i + 1 for i, im in enumerate(case["json"]["images"])}
+        assert all(_stem(im) == old for im, old in zip(data["images"], new_id))
+        for im in case["json"]["images"]:
+            im["id"] = new_id[im["id"]]
+        for a in case["json"]["annotations"]:
+            a["image_id"] = new_id[a["image_id"]]
         assert json.dumps(data) == json.dumps(case["json"]), key
         assert json.loads(json.dumps(summary)) == case["summary"], key
     assert len(before["defaults"]["json"]["annotations"]) > len(toy["records"])  # not a vacuous case
@@ -232,7 +246,7 @@ def test_filters(toy, tmp_path, kwargs, extra_kinds):
     assert kinds == {"gt"} | extra_kinds
     assert len(data["annotations"]) == sum(len(e) for e in exp)
     got = [(a["image_id"], a["category_id"] - 1, round(a["score"], 5)) for a in data["annotations"]]
-    want = [(r["image_id"], c, round(s, 5)) for r, e in zip(records, exp) for _, c, s, _ in e]
+    want = [(i + 1, c, round(s, 5)) for i, (r, e) in enumerate(zip(records, exp)) for _, c, s, _ in e]
     assert got == want
 
 
@@ -262,7 +276,8 @@ def test_writer_merges_entries_in_dataset_order(toy, tmp_path):
     assert _write(in_order, toy["model"], records) == _write(mixed, toy["model"], shuffled)
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert a == b
-    assert [im["id"] for im in a["images"]] == [r["image_id"] for r in records]
+    assert [im["id"] for im in a["images"]] == list(range(1, len(records) + 1))
+    assert [_stem(im) for im in a["images"]] == [r["image_id"] for r in records]
     ids = [ann["id"] for ann in a["annotations"]]
     assert ids == list(range(1, sum(len(r["annotations"]) for r in records) + 1))
     with pytest.raises(ValueError, match="duplicate"):
@@ -285,7 +300,7 @@ def test_registration_round_trip(toy, tmp_path):
     assert meta.evaluator_type == "coco" and meta.json_file == out
     loaded = DatasetCatalog.get(name)
     src = toy["records"]
-    assert [r["image_id"] for r in loaded] == [r["image_id"] for r in src]
+    assert [r["image_id"] for r in loaded] == list(range(1, len(src) + 1))
     for r, s in zip(loaded, src):
         assert r["file_name"] == os.path.abspath(s["file_name"])
         assert [a["category_id"] for a in r["annotations"]] == [a["category_id"] for a in s["annotations"]]
@@ -343,10 +358,10 @@ def test_export_tiny_bestie(toy, tmp_path):
     with open(out) as f:
         data = json.load(f)
     n_pred = 0
-    for r, (*_, inst) in zip(records, seen):
+    for k, (r, (*_, inst)) in enumerate(zip(records, seen)):
         keep = [i for i in range(len(inst)) if int(inst.pred_masks[i].sum()) >= 20]
         assert all(int(inst.pred_classes[i]) in r["image_label"] for i in keep)  # cleaned by the model
-        anns = [a for a in data["annotations"] if a["image_id"] == r["image_id"]]
+        anns = [a for a in data["annotations"] if a["image_id"] == k + 1]
         assert len(anns) == len(keep)
         n_pred += len(keep)
         for a, i in zip(anns, keep):
@@ -415,12 +430,13 @@ def test_export_tiny_bestie_point_guided(toy, tmp_path):
         data = json.load(f)
     assert data["info"]["point_guided"] is True
     mapper = BestieDatasetMapper(is_train=False, num_classes=NUM_CLASSES, supervision="point", test_points=True)
-    n = 0
-    for r in records:
+    n = n_points = 0
+    for k, r in enumerate(records):
         pts = read_points(r["center_points_file"], NUM_CLASSES)
+        n_points += len(np.unique(pts[:, :3], axis=0))
         inp = mapper(r)
         np.testing.assert_array_equal(inp["points"].numpy(), pts[:, [1, 0, 2]].astype(np.int64))
-        anns = [a for a in data["annotations"] if a["image_id"] == r["image_id"]]
+        anns = [a for a in data["annotations"] if a["image_id"] == k + 1]
         assert 0 < len(anns) <= len(pts)
         assert {a["category_id"] - 1 for a in anns} <= {int(c) for c in pts[:, 2]}
         model.test_use_points = model.test_use_image_labels = True
@@ -431,6 +447,8 @@ def test_export_tiny_bestie_point_guided(toy, tmp_path):
             np.testing.assert_array_equal(mask_util.decode(a["segmentation"]).astype(bool), m.numpy())
         n += len(anns)
     assert summary["instances"] == n
+    # every labelled point is counted, and those without an instance (issue 21, item 8)
+    assert summary["points"] == {"labelled": n_points, "without_instance": n_points - n}
     model.test_use_points = True
     with pytest.raises(ValueError, match="has no 'points'"):
         model.inference([BestieDatasetMapper(is_train=False, num_classes=NUM_CLASSES)(records[0])])
@@ -453,3 +471,31 @@ def test_cli_points_flag(toy, tmp_path):
     assert summary["instances"] > 0
     with pytest.raises(ValueError, match="test_use_points"):
         tool.main(build_argument_parser().parse_args(argv + ["--points", "on"]))
+
+
+def test_point_guided_summary_counts_points_without_instance(toy, tmp_path, caplog):
+    """Issue 21, item 8: 6 labelled points, 5 instances -> the summary and the log say that one
+    point got no instance (the decoder makes one instance per point that got pixels)."""
+    import logging
+
+    from detectron2.structures import Instances
+
+    records = toy["records"][:2]
+    writer = PseudoLabelWriter("test_toy_train", str(tmp_path / "p.json"), point_guided=True, records=records)
+    writer.reset()
+    for r, (n_pts, n_inst) in zip(records, [(4, 4), (2, 1)]):
+        inst = Instances((r["height"], r["width"]))
+        inst.pred_masks = torch.zeros((n_inst, r["height"], r["width"]), dtype=torch.bool)
+        inst.pred_masks[:, :3, :3] = True
+        inst.pred_classes = torch.full((n_inst,), int(r["image_label"][0]))
+        inst.scores = torch.ones(n_inst)
+        pts = torch.tensor([[5 + i, 7, int(r["image_label"][0])] for i in range(n_pts)] + [[5, 7, int(r["image_label"][0])]])
+        writer.process([{"image_id": r["image_id"], "height": r["height"], "width": r["width"], "points": pts}],
+                       [{"instances": inst}])
+    with caplog.at_level(logging.INFO, logger="bestie_d2.maskrcnn_refinement.pseudo_labels"):
+        summary = writer.evaluate()
+    assert summary["instances"] == 5 and summary["points"] == {"labelled": 6, "without_instance": 1}
+    assert "Point labels: 6, of which 1 got no pixels" in caplog.text
+    assert "points_labelled" not in summary["dropped"]
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert [im["id"] for im in data["images"]] == [1, 2] and all(isinstance(a["image_id"], int) for a in data["annotations"])

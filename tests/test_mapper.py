@@ -40,6 +40,30 @@ def test_resize_rule_examples():
         assert (nh - 1) % 32 == 0 and (nw - 1) % 32 == 0 and max(nh, nw) == 449
 
 
+def test_map_interpolation_modes():
+    """``BESTIE.INPUT.MAP_INTERPOLATION`` (issue 21, item 14): the row 0..6 resized to 6 px is
+    0 1 2 4 5 6 with ``nearest_exact`` (the default, pixel centres aligned with the bilinear
+    image) and 0 1 2 3 4 5 with the authors' ``nearest``."""
+    from bestie_d2.data.transforms import CV2ResizeTransform, MAP_INTERPOLATIONS
+
+    row = np.arange(7, dtype=np.uint8)[None].repeat(2, 0)
+    got = {m: CV2ResizeTransform(2, 7, 2, 6, seg_interp=f).apply_segmentation(row)[0].tolist()
+           for m, f in MAP_INTERPOLATIONS.items()}
+    assert got == {"nearest_exact": [0, 1, 2, 4, 5, 6], "nearest": [0, 1, 2, 3, 4, 5]}
+    cfg = new_bestie_cfg()
+    assert cfg.BESTIE.INPUT.MAP_INTERPOLATION == "nearest_exact"
+    sem = np.tile(np.arange(7, dtype=np.uint8), (7, 1))
+    for mode in MAP_INTERPOLATIONS:
+        cfg.BESTIE.INPUT.MAP_INTERPOLATION = mode
+        aug = BestieAugmentation.from_config(cfg)
+        assert aug.resize_transform(7, 7).apply_segmentation(sem).shape == bestie_resize_shape(7, 7, 449, 32)
+        t = aug.resize_transform(449 * 2, 7 * 2)
+        assert t.seg_interp == MAP_INTERPOLATIONS[mode]
+    cfg.BESTIE.INPUT.MAP_INTERPOLATION = "linear"
+    with pytest.raises(ValueError, match="MAP_INTERPOLATION"):
+        BestieAugmentation.from_config(cfg)
+
+
 def test_photometric_distort_deterministic_and_bounded():
     img = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     pd = PhotometricDistort(16, (0.5, 1.5), 36)

@@ -171,3 +171,43 @@ def test_maskrcnn_backbone_initialised_from_bestie(tmp_path):
         bestie_backbone_for_maskrcnn({"sem_seg_head.x": torch.zeros(1)})
     with pytest.raises(ValueError, match="RGB/BGR"):
         bestie_backbone_for_maskrcnn(src, "RGB", "YUV")
+
+
+def test_empty_pseudo_label_json_one_line(toy_root, tmp_path, monkeypatch, capsys, restore_loggers):
+    """Issue 21, item 7: a json with 0 instances named with its counts and what to do, in one line
+    from train_net (was detectron2's ``AssertionError: No valid data found in ...``)."""
+    import json
+
+    from bestie_d2.data.errors import EmptyPseudoLabelsError
+    from bestie_d2.maskrcnn_refinement import register_pseudo_coco, unregister_pseudo_coco
+    from bestie_d2.tools import train_net
+
+    recs = DatasetCatalog.get("test_toy_train")
+    classes = MetadataCatalog.get("test_toy_train").thing_classes
+    json_file = str(tmp_path / "empty.json")
+    with open(json_file, "w") as f:
+        json.dump({"images": [{"id": i + 1, "file_name": os.path.basename(r["file_name"]), "height": r["height"],
+                               "width": r["width"]} for i, r in enumerate(recs)],
+                   "annotations": [], "categories": [{"id": c + 1, "name": n} for c, n in enumerate(classes)]}, f)
+    name = f"test_empty_pseudo_{os.getpid()}"
+    register_pseudo_coco(name, json_file, None, classes, source_dataset="test_toy_train")
+    try:
+        with pytest.raises(EmptyPseudoLabelsError) as e:
+            DatasetCatalog.get(name)
+        msg = str(e.value)
+        assert json_file in msg and f"0 instances in {len(recs)} images" in msg and "--score-threshold" in msg
+    finally:
+        unregister_pseudo_coco(name)
+    import detectron2.engine.defaults as d2_defaults
+
+    monkeypatch.setattr(d2_defaults, "collect_env_info", lambda: "(skipped in tests)")
+    name = f"test_empty_pseudo_cli_{os.getpid()}"
+    with pytest.raises(SystemExit) as e:
+        train_net.invoke_main(["--config-file", CONFIGS["toy"], "BESTIE.PSEUDO_COCO.NAME", name,
+                               "BESTIE.PSEUDO_COCO.JSON", json_file, "BESTIE.PSEUDO_COCO.SOURCE_DATASET", "test_toy_train",
+                               "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "2",
+                               "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path / "out")])
+    unregister_pseudo_coco(name)
+    assert e.value.code == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("train_net")]
+    assert len(err) == 1 and json_file in err[0] and "0 instances" in err[0] and "train BESTIE longer" in err[0]

@@ -22,13 +22,17 @@ detectron2 main 02b5c4e2 built from source} as listed; min / median / max mAP50)
     all 32 runs:                          81.5 /  88.3 /  95.0
 
 An untrained model scores mAP50 0.0 (point) and 0.0 (image) on the same images (``test_untrained_model_fails_gate``).
-The threshold (65) sits 11.4 (point) and 16.5 (image) points under the worst measured run. The time (about 60-90 s
-per route on 2 cores) is printed, not asserted. ``BESTIE_OVERFIT_SEED=N`` tries another seed.
+The threshold (65) sits 11.4 (point) and 16.5 (image) points under the worst measured run. The gate runs with
+one torch thread (the suite's, ``tests/conftest.py``; both thread counts are in the spread above): with two
+CPU-bound neighbours on 2 cores, 2 threads took 16.6 s per iteration against 1.7 s with one thread
+(``benchmarks/threads_under_load.py``, BENCHMARKS.md). The time is printed, not asserted; the timeout (1800 s)
+covers the loaded case. ``BESTIE_OVERFIT_SEED=N`` tries another seed.
 """
 import os
 
 import pytest
 
+from conftest import TEST_THREADS
 from overfit_case import run_overfit
 
 # at least 10 points under the worst run measured over seeds, threads and detectron2 versions
@@ -39,7 +43,7 @@ MIN_MAP50 = {"point": 65.0, "image": 65.0}
 @pytest.mark.parametrize("route", ["point", "image"])
 def test_tiny_bestie_overfits_toy_images(tmp_path, route):
     seed = int(os.environ.get("BESTIE_OVERFIT_SEED", "1"))
-    res = run_overfit(route, str(tmp_path), seed=seed, threads=2)
+    res = run_overfit(route, str(tmp_path), seed=seed, threads=TEST_THREADS)
     print(f"overfit ({route}, seed {seed}): mAP50 {res['mAP50']:.1f} in {res['seconds']:.0f}s")
     assert res["mAP50"] > MIN_MAP50[route], res
 
@@ -47,5 +51,5 @@ def test_tiny_bestie_overfits_toy_images(tmp_path, route):
 @pytest.mark.parametrize("route", ["point", "image"])
 def test_untrained_model_fails_gate(tmp_path, route):
     """The gate is meaningful: the same case without training fails it."""
-    res = run_overfit(route, str(tmp_path), seed=1, threads=2, iterations=0)
+    res = run_overfit(route, str(tmp_path), seed=1, threads=TEST_THREADS, iterations=0)
     assert res["mAP50"] < MIN_MAP50[route], res

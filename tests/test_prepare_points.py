@@ -338,3 +338,62 @@ def test_cli_help_and_errors(tmp_path, capsys):
         pp.main(["--voc-root", str(tmp_path / "missing"), "--split", "val"])
     assert e.value.code == 1 and "missing" in capsys.readouterr().err
     assert pp.cli is pp.main
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 21, item 3: a labelme2coco json (background category id 0) and matching by name
+# ------------------------------------------------------------------------------------------------
+def _labelme2coco_json(tmp_path, names, person_id):
+    """A json as labelme2coco writes it: ``_background_`` is category 0, the classes follow from 1;
+    one image with one person (a square)."""
+    cats = [{"supercategory": None, "id": 0, "name": "_background_"}]
+    cats += [{"supercategory": None, "id": k + 1, "name": n} for k, n in enumerate(names)]
+    coco = {"images": [{"id": 0, "file_name": "JPEGImages/2011_000025.jpg", "height": 40, "width": 50}],
+            "annotations": [{"id": 0, "image_id": 0, "category_id": person_id, "iscrowd": 0,
+                             "segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]], "bbox": [10, 10, 20, 20], "area": 400}],
+            "categories": cats}
+    js = tmp_path / "annotations.json"
+    js.write_text(json.dumps(coco))
+    return str(js)
+
+
+def test_labelme2coco_background_category_is_no_class(tmp_path, capsys):
+    from bestie_d2.data.datasets import VOC_CLASSES
+
+    js = _labelme2coco_json(tmp_path, VOC_CLASSES, person_id=VOC_CLASSES.index("person") + 1)
+    out = tmp_path / "pts"
+    for extra in ([], ["--dataset", "voc_2012_train_aug"]):  # json id order, or by name
+        assert pp.main(["--coco-json", js, "--output", str(out), "--no-progress"] + extra) == 0
+        x, y, c, _ = read_points(str(out / "2011_000025.txt"), 20)[0]
+        assert c == 14 == VOC_CLASSES.index("person") and 10 <= x <= 30 and 10 <= y <= 30  # not 15
+        line = capsys.readouterr().out
+        assert "background category '_background_' (id 0) is no class (20 classes)" in line
+
+
+def test_categories_matched_to_the_dataset_by_name(tmp_path, capsys):
+    from bestie_d2.data.errors import AnnotationError
+    from bestie_d2.data.pointsup import coco_category_map
+
+    # another tool's numbering: person is category 1 of ["Person", "Dining Table"]
+    js = _labelme2coco_json(tmp_path, ["Person", "Dining Table"], person_id=1)
+    coco = json.load(open(js))
+    assert coco_category_map(coco, "voc_2012_train_aug", js) == {0: -1, 1: 14, 2: 10}
+    assert coco_category_map(coco) == {0: -1, 1: 0, 2: 1}  # without a data set: id order
+    out = tmp_path / "pts"
+    assert pp.main(["--coco-json", js, "--output", str(out), "--dataset", "voc_2012_train_aug", "--no-progress"]) == 0
+    assert read_points(str(out / "2011_000025.txt"), 20)[0][2] == 14
+    # a name of no VOC class: refused, named (not a silent shift)
+    js = _labelme2coco_json(tmp_path, ["airplane", "person"], person_id=2)
+    with pytest.raises(AnnotationError) as e:
+        coco_category_map(json.load(open(js)), "voc_2012_train_aug", js)
+    assert js in str(e.value) and "'airplane' (id 1)" in str(e.value) and "aeroplane" in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        pp.main(["--coco-json", js, "--output", str(out), "--dataset", "voc_2012_train_aug", "--no-progress"])
+    assert e.value.code == 1 and "'airplane' (id 1)" in capsys.readouterr().err
+    # an annotation of the background category is refused
+    coco = json.load(open(js))
+    coco["annotations"][0]["category_id"] = 0
+    (tmp_path / "bg.json").write_text(json.dumps(coco))
+    with pytest.raises(SystemExit):
+        pp.main(["--coco-json", str(tmp_path / "bg.json"), "--output", str(out), "--no-progress"])
+    assert "background category" in capsys.readouterr().err

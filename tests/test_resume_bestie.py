@@ -30,7 +30,9 @@ def test_train_net_resume_continues_schedules(toy_root, tmp_path):
     ]
     parser = train_net.default_argument_parser()
     train_net.main(parser.parse_args(base + ["SOLVER.MAX_ITER", "4"]))
-    assert os.path.exists(os.path.join(out, "model_0000003.pth"))
+    assert os.path.exists(os.path.join(out, "model_0000001.pth"))
+    # iteration 3 is the last: model_final.pth only, not also model_0000003.pth (issue 21, item 9)
+    assert not os.path.exists(os.path.join(out, "model_0000003.pth"))
 
     args = parser.parse_args(["--resume"] + base + ["SOLVER.MAX_ITER", "6"])
     cfg = train_net.setup(args)

@@ -13,20 +13,6 @@ import torch
 from repo_paths import REPO
 
 
-@pytest.fixture()
-def restore_loggers():
-    """train_net sets handlers (a file in tmp_path, the console) and propagate=False on these
-    loggers; restore them so later tests (caplog) are unaffected."""
-    names = ("bestie_d2", "detectron2", "fvcore")
-    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
-             for n in names}
-    yield
-    for n, (handlers, propagate, level) in saved.items():
-        lg = logging.getLogger(n)
-        lg.handlers[:] = handlers
-        lg.propagate, lg.level = propagate, level
-
-
 @pytest.mark.timeout(600)
 def test_train_net_log_has_bestie_lines(toy_root, tmp_path, restore_loggers):
     from bestie_d2.tools import train_net

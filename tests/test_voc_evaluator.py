@@ -310,3 +310,30 @@ def test_evaluator_empty_and_errors(dataset_name):
     with pytest.raises(ValueError, match="thing_classes"):
         VOCInstanceEvaluator(missing)
     MetadataCatalog.remove(missing)
+
+
+def test_evaluators_switch_adds_coco_ap_on_a_voc_layout_set(dataset_name, tmp_path, bestie_cfg):
+    """Issue 21, item 11: ``TEST.EVALUATORS ["voc_instance", "coco"]`` gives COCO mask AP on a VOC
+    set (no COCO json registered: COCOEvaluator converts its records); GT as predictions = 100."""
+    from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+    from detectron2.structures import BitMasks
+
+    from bestie_d2.engine.trainer import build_evaluator
+
+    bestie_cfg.MODEL.META_ARCHITECTURE = "BESTIE"
+    assert isinstance(build_evaluator(bestie_cfg, dataset_name, str(tmp_path)), VOCInstanceEvaluator)
+    bestie_cfg.TEST.EVALUATORS = ["voc_instance", "coco"]
+    both = build_evaluator(bestie_cfg, dataset_name, str(tmp_path))
+    assert isinstance(both, DatasetEvaluators)
+    assert [type(e) for e in both._evaluators] == [VOCInstanceEvaluator, COCOEvaluator]
+    both.reset()
+    for img_id, v in GT.items():  # the model's outputs: masks, classes, scores and boxes
+        out = _outputs([m for m, _ in v], [c for _, c in v], [0.9] * len(v))
+        out["instances"].pred_boxes = BitMasks(out["instances"].pred_masks).get_bounding_boxes()
+        both.process([{"image_id": img_id, "height": H, "width": W}], [out])
+    res = both.evaluate()
+    assert res["voc_instance"]["mAP50"] == 100.0
+    assert res["segm"]["AP"] == pytest.approx(100.0) and res["segm"]["AP50"] == pytest.approx(100.0)
+    bestie_cfg.TEST.EVALUATORS = ["cityscapes"]
+    with pytest.raises(NotImplementedError, match="TEST.EVALUATORS"):
+        build_evaluator(bestie_cfg, dataset_name, str(tmp_path))

@@ -18,6 +18,7 @@ __all__ = [
     "WSSSMapError",
     "DataCheckError",
     "LabelConventionError",
+    "EmptyPseudoLabelsError",
 ]
 
 
@@ -93,3 +94,7 @@ class DataCheckError(BestieDataError):
 class LabelConventionError(DataCheckError, ClassIdError):
     """Cues / WSSS maps disagree with the image labels on too many images of a data set: the class
     convention is likely wrong (1-based cue classes, WSSS maps without the background shift, ...)."""
+
+
+class EmptyPseudoLabelsError(BestieDataError):
+    """A pseudo-label json (the Mask R-CNN stage's training set) holds no instance at all."""

@@ -17,6 +17,10 @@ Per record (``BESTIE.DATA.CHECK_INPUTS``: "full", the default, or "exists" for t
 
    * ``cue_class``: most of an image's cues have classes absent from its image label (1-based
      class ids in the cue files?);
+   * ``cue_shift``: most of an image's kept cues lie in the WSSS region of the class one *below*
+     theirs, and more of them than in their own class's region: 1-based class ids, tested
+     directly, which also catches them when the shifted class is in the image too (bus, bus, car
+     written 6 6 7: the label test sees only one absent class);
    * ``wsss_class``: most of a WSSS map's foreground has classes absent from the image label
      (0-based class values, no background shift?);
    * ``cues_outside``: none of an image's kept cues lies in its class's WSSS region (coordinates
@@ -51,6 +55,7 @@ from .wsss import label_histogram, read_wsss_map_with_mode
 
 __all__ = [
     "check_training_inputs",
+    "check_images",
     "label_convention_flags",
     "CONVENTION_CHECKS",
     "MISSING_INPUT_POLICIES",
@@ -71,6 +76,11 @@ CONVENTION_CHECKS = {
     "wsss_class": (
         "most of the WSSS foreground has classes absent from the image label",
         "0-based class values in the WSSS maps (no background shift)? Maps hold c+1 for class c, 0 = background",
+    ),
+    "cue_shift": (
+        "most kept cues lie in the WSSS region of the class one below theirs (c - 1), not of their own",
+        "1-based class ids? Shifted down by one, the cues fall into their classes' WSSS regions. Classes "
+        "are 0..C-1 (c = VOC id - 1), like the image labels",
     ),
     "cues_outside": (
         "no kept cue lies in the WSSS region of its class",
@@ -97,7 +107,8 @@ def label_convention_flags(points, sem, image_label, cue_threshold: Optional[flo
         ``{kind: details}`` for the kinds of :data:`CONVENTION_CHECKS` that apply (empty when the
         image looks consistent, or has no label). ``cue_class``/``wsss_class`` details hold the
         absent classes and ``shift``, the fraction of them explained by the suspected off-by-one
-        (1-based cues: ``c - 1`` is labelled; 0-based maps: ``v`` is labelled).
+        (1-based cues: ``c - 1`` is labelled; 0-based maps: ``v`` is labelled); ``cue_shift``
+        details hold ``cues`` (kept), ``in_shifted_region`` and ``in_own_region``.
     """
     label = np.asarray(sorted({int(c) for c in image_label}), dtype=np.int64)
     flags: Dict[str, dict] = {}
@@ -122,14 +133,38 @@ def label_convention_flags(points, sem, image_label, cue_threshold: Optional[flo
             flags["wsss_class"] = {"values": [int(v) for v in bad], "shift": n_shift / n_bad}
     if pts is not None and sem is not None and not flags:
         kept = pts if cue_threshold is None else pts[pts[:, 3] > np.float32(cue_threshold)]
+        shift = _shifted_region_evidence(kept, sem, label)
+        if shift is not None:
+            flags["cue_shift"] = shift
+            return flags
         kept = kept[np.isin(kept[:, 2].astype(np.int64), label)]
         if len(kept):
-            H, W = sem.shape
-            x = np.clip(kept[:, 0].astype(np.int64), 0, W - 1)
-            y = np.clip(kept[:, 1].astype(np.int64), 0, H - 1)
-            if not (sem[y, x].astype(np.int64) == kept[:, 2].astype(np.int64) + 1).any():
+            if not (_region_values(kept, sem) == kept[:, 2].astype(np.int64) + 1).any():
                 flags["cues_outside"] = {"cues": int(len(kept))}
     return flags
+
+
+def _region_values(pts, sem) -> np.ndarray:
+    """The WSSS value under each cue ``[x, y, ...]`` (coordinates clipped into the map)."""
+    H, W = sem.shape
+    x = np.clip(pts[:, 0].astype(np.int64), 0, W - 1)
+    y = np.clip(pts[:, 1].astype(np.int64), 0, H - 1)
+    return sem[y, x].astype(np.int64)
+
+
+def _shifted_region_evidence(kept, sem, label) -> Optional[dict]:
+    """The 1-based hypothesis tested directly: shifted down by one (class ``c`` read as ``c - 1``,
+    which must be labelled), do most kept cues fall into their class's WSSS region, and more than
+    unshifted? Returns the ``cue_shift`` details, or None."""
+    if not len(kept):
+        return None
+    c = kept[:, 2].astype(np.int64)
+    v = _region_values(kept, sem)
+    own = int((v == c + 1).sum())
+    shifted = int(((v == c) & (c >= 1) & np.isin(c - 1, label)).sum())
+    if shifted * 2 > len(kept) and shifted > own:
+        return {"cues": int(len(kept)), "in_shifted_region": shifted, "in_own_region": own}
+    return None
 
 
 def _likely_cause(kind: str, details: List[dict]) -> str:
@@ -230,10 +265,11 @@ def check_training_inputs(
             ``{data set name: records}`` so the class conventions are counted per data set.
         mapper: a :class:`~bestie_d2.data.mappers.BestieDatasetMapper` (``wsss_path`` /
             ``points_path`` resolve each record's files; ``num_classes``, ``supervision``,
-            ``cue_threshold``).
+            ``cue_threshold``), or None to check only that the images exist (the PAM classifier,
+            the CAM tools, the export and evaluation read nothing else: :func:`check_images`).
         policy: ``BESTIE.DATA.MISSING_INPUT``, "error" or "skip" (missing files only).
         check: ``BESTIE.DATA.CHECK_INPUTS``, "full" or "exists".
-        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``,
+        max_mismatch_fraction: ``BESTIE.DATA.MAX_LABEL_MISMATCH_FRACTION`` (``cue_class``, ``cue_shift``,
             ``wsss_class``: near 0 on consistent data).
         max_outside_fraction: ``BESTIE.DATA.MAX_CUES_OUTSIDE_FRACTION`` (``cues_outside``: weak
             WSSS maps legitimately miss some objects; swapped or rescaled coordinates hit most images).
@@ -252,11 +288,14 @@ def check_training_inputs(
     t0 = time.perf_counter()
     groups = _normalise(records, dataset_names)
     flat = [r for recs in groups.values() for r in recs]
+    if mapper is None:
+        check = "exists"
     results = _inspect_all(flat, mapper, check == "full", num_threads)
-    cues_what = "cue file" if mapper.supervision == "image" else "point file"
+    cues_what = "cue file" if getattr(mapper, "supervision", "image") == "image" else "point file"
     what_name = {"image": "image", "wsss": "WSSS map", "cues": cues_what}
     limits = {"cues_outside": (max_outside_fraction, "MAX_CUES_OUTSIDE_FRACTION"),
               "cue_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
+              "cue_shift": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION"),
               "wsss_class": (max_mismatch_fraction, "MAX_LABEL_MISMATCH_FRACTION")}
     tally = _Tally()
     i = 0
@@ -272,13 +311,13 @@ def check_training_inputs(
 
 
 def _inspect_all(flat: List[dict], mapper, full: bool, num_threads: Optional[int]) -> List[_Result]:
-    """:func:`_inspect` every record, in a thread pool for large full checks."""
-    path_fns: List[Tuple[str, Callable]] = [
-        ("image", lambda r: r["file_name"]),
-        ("wsss", mapper.wsss_path),
-        ("cues", mapper.points_path),
-    ]
-    C, thr = int(mapper.num_classes), float(mapper.cue_threshold)
+    """:func:`_inspect` every record, in a thread pool for large full checks (``mapper`` None:
+    the images only)."""
+    path_fns: List[Tuple[str, Callable]] = [("image", lambda r: r["file_name"])]
+    if mapper is not None:
+        path_fns += [("wsss", mapper.wsss_path), ("cues", mapper.points_path)]
+    C = int(getattr(mapper, "num_classes", 0))
+    thr = float(getattr(mapper, "cue_threshold", 0.0))
 
     def inspect(r):
         return _inspect(r, path_fns, C, thr, full)
@@ -302,6 +341,7 @@ class _Tally:
         self.conv_lines: List[str] = []
         self.conv_error_lines: List[str] = []
         self.n_missing_records = 0
+        self.missing_kinds = set()  # "image", "wsss", "cues"
 
 
 def _tally_group(tally: _Tally, name: str, recs: List[dict], res: List[_Result], what_name, limits) -> None:
@@ -314,6 +354,7 @@ def _tally_group(tally: _Tally, name: str, recs: List[dict], res: List[_Result],
             tally.n_missing_records += 1
             iid = r.get("image_id", "?")
             tally.missing_lines += [f"{iid}: {what_name[w]} {p}" for w, p in x.missing]
+            tally.missing_kinds.update(w for w, _ in x.missing)
         else:
             tally.keep.append(r)
         tally.bad_lines += x.errors
@@ -364,17 +405,22 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
     report_file = _write_report(tally, missing_fatal or bool(tally.bad_lines or tally.conv_error_lines), report_file)
     sections = []
     if tally.missing_lines:
-        msg = (f"{tally.n_missing_records} of {n_total} training images in {all_names} have missing inputs:\n"
+        msg = (f"{tally.n_missing_records} of {n_total} images in {all_names} have missing inputs:\n"
                + _listing(tally.missing_lines, report_file))
         if missing_fatal:
-            sections.append(
-                msg + "\nCreate them (extract_cues / cam_to_semantic), point BESTIE.DATA.PEAK_POINTS_DIR / "
-                "CENTER_POINTS_DIR / WSSS_DIR at them, or set BESTIE.DATA.MISSING_INPUT skip."
-            )
+            todo = []
+            if "image" in tally.missing_kinds:
+                todo.append("restore the missing images (or remove their ids from the image list)")
+            if tally.missing_kinds - {"image"}:
+                todo.append("create the missing cue files / WSSS maps (extract_cues / cam_to_semantic) or point "
+                            "BESTIE.DATA.PEAK_POINTS_DIR / CENTER_POINTS_DIR / WSSS_DIR at them")
+            todo = "; ".join(todo)
+            sections.append(msg + "\n" + todo[0].upper() + todo[1:]
+                            + ", or set BESTIE.DATA.MISSING_INPUT skip to drop those images.")
         elif not tally.keep:
             raise MissingDataError(msg + "\nnothing left to train on (BESTIE.DATA.MISSING_INPUT=skip)")
         else:
-            logger.warning(f"Skipped {tally.n_missing_records} training images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
+            logger.warning(f"Skipped {tally.n_missing_records} of {n_total} images (BESTIE.DATA.MISSING_INPUT=skip): {msg}")
     if tally.bad_lines:
         sections.append(f"{len(tally.bad_lines)} input files of {all_names} are invalid:\n"
                         + _listing(tally.bad_lines, report_file))
@@ -396,3 +442,12 @@ def _raise_on_failure(tally: _Tally, policy: str, all_names: str, n_total: int, 
     if tally.conv_error_lines and not tally.bad_lines and not missing_fatal:
         raise LabelConventionError(text, problems=problems, report_file=report_file)
     raise DataCheckError(text, problems=problems, report_file=report_file)
+
+
+def check_images(records: Union[List[dict], Mapping[str, List[dict]]], policy: str = "error",
+                 dataset_names: Sequence[str] = ()) -> List[dict]:
+    """Every record's image exists: all missing ones listed in one ``MissingDataError``
+    (``policy`` "error"), or dropped with a logged count ("skip"); returns the records kept. For
+    the steps that read only the images (the PAM classifier's training, ``extract_cues`` /
+    ``cam_to_semantic``, the pseudo-label export; evaluation with "error")."""
+    return check_training_inputs(records, None, policy, dataset_names, check="exists")

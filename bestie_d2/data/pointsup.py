@@ -22,6 +22,7 @@ annotations (``iscrowd`` 1). Negative points are not used.
 """
 import json
 import os
+import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -31,7 +32,11 @@ from .errors import AnnotationError, MissingDataError
 __all__ = [
     "POINTSUP_CHOICES",
     "read_coco_json",
+    "BACKGROUND_NAMES",
+    "category_key",
+    "background_categories",
     "coco_category_map",
+    "num_object_classes",
     "coco_class_of",
     "group_annotations",
     "image_stem",
@@ -62,32 +67,80 @@ def read_coco_json(json_file) -> dict:
     return coco
 
 
-def coco_category_map(coco: dict, dataset_name: Optional[str] = None, json_file=None) -> Dict[int, int]:
-    """COCO ``category_id`` -> contiguous class ``0..C-1``.
+#: Normalised names (:func:`category_key`) of categories that are background, not an object class.
+#: labelme2coco writes ``{"id": 0, "name": "_background_"}`` first; detectron2 / mmdet use
+#: ``__background__``.
+BACKGROUND_NAMES = ("background", "bg")
 
-    With ``dataset_name``: the registered metadata's ``thing_dataset_id_to_contiguous_id`` (so the
-    classes match that data set's ``thing_classes``). Otherwise the json's category ids in
-    increasing order become ``0, 1, ...`` (detectron2's ``load_coco_json`` rule).
+
+def category_key(name) -> str:
+    """A class name compared loosely: lower case, letters and digits only ("Dining Table",
+    "dining_table" and "diningtable" are one name)."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _categories(coco: dict, path) -> List[Tuple[int, str]]:
+    try:
+        cats = sorted((int(c["id"]), str(c.get("name", ""))) for c in coco["categories"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise AnnotationError(f"malformed 'categories' entry ({type(e).__name__}: {e})", path=path) from None
+    if not cats:
+        raise AnnotationError("the json lists no categories", path=path)
+    return cats
+
+
+def background_categories(coco: dict, json_file=None) -> List[Tuple[int, str]]:
+    """``[(id, name)]`` of the json's categories named as background (:data:`BACKGROUND_NAMES`,
+    e.g. labelme2coco's ``_background_``); they are not object classes."""
+    path = None if json_file is None else os.fspath(json_file)
+    return [(i, n) for i, n in _categories(coco, path) if category_key(n) in BACKGROUND_NAMES]
+
+
+def coco_category_map(coco: dict, dataset_name: Optional[str] = None, json_file=None) -> Dict[int, int]:
+    """COCO ``category_id`` -> contiguous class ``0..C-1``; background categories
+    (:func:`background_categories`) map to -1 (an annotation of one is refused by
+    :func:`coco_class_of`).
+
+    With ``dataset_name``: each category is matched **by name** (:func:`category_key`) to the
+    registered data set's ``thing_classes``; a category that matches none is an
+    ``AnnotationError`` listing them (the ids of two annotation tools rarely agree, names do).
+    Otherwise the json's other categories in increasing id order become ``0, 1, ...``
+    (detectron2's ``load_coco_json`` rule).
     """
+    path = None if json_file is None else os.fspath(json_file)
+    cats = _categories(coco, path)
+    background = {i for i, _ in background_categories(coco, path)}
+    objects = [(i, n) for i, n in cats if i not in background]
+    mapping = {i: -1 for i in background}
     if dataset_name:
         from detectron2.data import MetadataCatalog
 
-        meta = MetadataCatalog.get(dataset_name)
-        mapping = meta.get("thing_dataset_id_to_contiguous_id", None)
-        if not mapping:
+        classes = MetadataCatalog.get(dataset_name).get("thing_classes", None)
+        if not classes:
             raise ValueError(
-                f"data set {dataset_name!r} has no thing_dataset_id_to_contiguous_id metadata "
+                f"data set {dataset_name!r} has no thing_classes metadata "
                 "(is it registered? leave the data set out to use the json's category order)"
             )
-        return {int(k): int(v) for k, v in mapping.items()}
-    try:
-        ids = sorted({int(c["id"]) for c in coco["categories"]})
-    except (KeyError, TypeError, ValueError) as e:
-        raise AnnotationError(f"malformed 'categories' entry ({type(e).__name__}: {e})",
-                              path=None if json_file is None else os.fspath(json_file)) from None
-    if not ids:
-        raise AnnotationError("the json lists no categories", path=None if json_file is None else os.fspath(json_file))
-    return {cid: i for i, cid in enumerate(ids)}
+        by_name = {category_key(c): k for k, c in enumerate(classes)}
+        unknown = [(i, n) for i, n in objects if category_key(n) not in by_name]
+        if unknown:
+            listed = ", ".join(f"{n!r} (id {i})" for i, n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise AnnotationError(
+                f"{len(unknown)} categories match no class of data set {dataset_name!r} by name: {listed}; "
+                f"its classes: {', '.join(classes)}. Rename them in the json, or leave --dataset out to "
+                "number the json's categories in id order", path=path,
+            )
+        mapping.update({i: by_name[category_key(n)] for i, n in objects})
+        return mapping
+    if not objects:
+        raise AnnotationError("the json lists only background categories", path=path)
+    mapping.update({i: k for k, (i, _) in enumerate(objects)})
+    return mapping
+
+
+def num_object_classes(cat_map: Dict[int, int]) -> int:
+    """The number of classes of a :func:`coco_category_map` (background left out)."""
+    return len({c for c in cat_map.values() if c >= 0})
 
 
 def image_stem(image: dict) -> str:
@@ -133,15 +186,21 @@ def group_annotations(coco: dict, json_file=None) -> List[Tuple[dict, List[dict]
 
 
 def coco_class_of(ann: dict, cat_map: Dict[int, int], path=None) -> int:
-    """The contiguous class of an annotation's ``category_id`` (``AnnotationError`` for an unknown id)."""
+    """The contiguous class of an annotation's ``category_id`` (``AnnotationError`` for an unknown
+    id or a background category)."""
+    path = None if path is None else os.fspath(path)
     try:
-        return cat_map[int(ann["category_id"])]
+        c = cat_map[int(ann["category_id"])]
     except (KeyError, TypeError, ValueError):
         raise AnnotationError(
             f"annotation {ann.get('id')!r}: category_id {ann.get('category_id')!r} is not a known category "
             f"(known: {sorted(cat_map)[:10]}{'...' if len(cat_map) > 10 else ''})",
-            path=None if path is None else os.fspath(path),
+            path=path,
         ) from None
+    if c < 0:
+        raise AnnotationError(f"annotation {ann.get('id')!r} has a background category (category_id "
+                              f"{ann.get('category_id')!r}), not an object class", path=path)
+    return c
 
 
 def instance_points(groups, point_of: Callable, cat_map: Dict[int, int], json_file, stats: dict,
@@ -230,8 +289,8 @@ def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "
 
     Args:
         json_file: the PointSup json (COCO instances json with ``point_coords``/``point_labels``).
-        dataset_name: optional registered data set whose ``thing_dataset_id_to_contiguous_id``
-            maps the category ids (default: the json's category order).
+        dataset_name: optional registered data set whose ``thing_classes`` the categories are
+            matched to by name (default: the json's category order; :func:`coco_category_map`).
         choice: "first" or "random" positive point.
         seed: seed of ``choice="random"``.
 
@@ -240,7 +299,7 @@ def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "
         "file_name", "stem", "height", "width", "points"}`` with ``points`` an ``(N, 4)`` float32
         ``[x, y, c, 1.0]`` array (the rows of its ``Center_points/<stem>.txt``); ``stats`` =
         ``images``, ``instances`` (non-crowd annotations), ``points``, ``crowd_skipped``,
-        ``no_positive_skipped``, ``num_classes``.
+        ``no_positive_skipped``, ``num_classes``, ``background_categories`` (``[(id, name)]``).
 
     Raises ``MissingDataError`` / ``AnnotationError`` naming the json (and the annotation id) for an
     unreadable file, an annotation without ``point_coords``/``point_labels``, lists of different
@@ -252,7 +311,7 @@ def pointsup_cues(json_file, dataset_name: Optional[str] = None, choice: str = "
     coco = read_coco_json(path)
     cat_map = coco_category_map(coco, dataset_name, path)
     stats = {"images": 0, "instances": 0, "points": 0, "crowd_skipped": 0, "no_positive_skipped": 0,
-             "num_classes": len(set(cat_map.values()))}
+             "num_classes": num_object_classes(cat_map), "background_categories": background_categories(coco, path)}
     records = []
     for im, stem, pts in instance_points(group_annotations(coco, path), _positive_point(path), cat_map, path,
                                          stats, "no_positive_skipped", seed=seed, random=choice == "random"):

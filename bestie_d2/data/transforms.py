@@ -8,8 +8,9 @@ Order, each step a small piece with every constant from ``cfg.BESTIE.INPUT``:
    no channel swap.
 2. :func:`bestie_resize_shape` - long side to ``RESIZE_LONG`` (449, aspect kept, floor), each side
    then rounded up to ``32k+1`` (minus 32 if that exceeds the snapped maximum).
-   Image bilinear, semantic map nearest (cv2 ``INTER_NEAREST_EXACT``: pixel-centre aligned with
-   the bilinear image), points ``floor(p * new / old)``.
+   Image bilinear, semantic map nearest (``MAP_INTERPOLATION``: cv2 ``INTER_NEAREST_EXACT``,
+   pixel-centre aligned with the bilinear image, by default; the authors' ``INTER_NEAREST``
+   samples at ``floor(i * old / new)``, up to half a pixel off), points ``floor(p * new / old)``.
 3. Random scale from ``SCALES`` (image bilinear, map nearest, points ``p * s`` as floats).
 4. Random padding to at least ``CROP_SIZE`` (image placed randomly; image pad ``PAD_VALUE``,
    semantic pad 0 = background), then a uniformly random ``CROP_SIZE`` crop; points outside the
@@ -37,7 +38,11 @@ __all__ = [
     "ColorPadTransform",
     "apply_to_points",
     "BestieAugmentation",
+    "MAP_INTERPOLATIONS",
 ]
+
+#: ``BESTIE.INPUT.MAP_INTERPOLATION`` -> the cv2 flag that resizes the WSSS map.
+MAP_INTERPOLATIONS = {"nearest_exact": cv2.INTER_NEAREST_EXACT, "nearest": cv2.INTER_NEAREST}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,12 +135,14 @@ class CV2ResizeTransform(T.ResizeTransform):
     """``ResizeTransform`` resampled with cv2 (bilinear image, nearest segmentation).
 
     ``point_scale`` ``(sx, sy)``, if given, is the factor applied to coordinates instead of
-    ``new/old`` (the random-scale step scales points by the drawn factor itself).
+    ``new/old`` (the random-scale step scales points by the drawn factor itself);
+    ``seg_interp`` is the cv2 flag of the segmentation (default ``INTER_NEAREST_EXACT``).
     """
 
-    def __init__(self, h, w, new_h, new_w, point_scale=None):
+    def __init__(self, h, w, new_h, new_w, point_scale=None, seg_interp=cv2.INTER_NEAREST_EXACT):
         super().__init__(h, w, new_h, new_w)
         self.point_scale = point_scale
+        self.seg_interp = seg_interp
 
     def _resize(self, img, interp):
         assert img.shape[:2] == (self.h, self.w), (img.shape, self.h, self.w)
@@ -147,7 +154,7 @@ class CV2ResizeTransform(T.ResizeTransform):
         return self._resize(img, cv2.INTER_LINEAR)
 
     def apply_segmentation(self, segmentation):
-        return self._resize(segmentation, cv2.INTER_NEAREST_EXACT)
+        return self._resize(segmentation, self.seg_interp)
 
     def apply_coords(self, coords):
         sx, sy = self.point_scale or (self.new_w / self.w, self.new_h / self.h)
@@ -156,7 +163,7 @@ class CV2ResizeTransform(T.ResizeTransform):
         return coords
 
     def inverse(self):
-        return CV2ResizeTransform(self.new_h, self.new_w, self.h, self.w)
+        return CV2ResizeTransform(self.new_h, self.new_w, self.h, self.w, seg_interp=self.seg_interp)
 
 
 class ColorPadTransform(PadTransform):
@@ -215,7 +222,12 @@ class BestieAugmentation:
         pad_value=(123, 116, 103),
         flip=True,
         image_format="RGB",
+        map_interpolation="nearest_exact",
     ):
+        if map_interpolation not in MAP_INTERPOLATIONS:
+            raise ValueError(f"BESTIE.INPUT.MAP_INTERPOLATION must be one of {', '.join(MAP_INTERPOLATIONS)}, "
+                             f"got {map_interpolation!r}")
+        self.map_interp = MAP_INTERPOLATIONS[map_interpolation]
         self.photometric = (
             PhotometricDistort(brightness_delta, contrast_range, hue_delta, image_format)
             if photometric else None
@@ -249,17 +261,18 @@ class BestieAugmentation:
             pad_value=tuple(i.PAD_VALUE),
             flip=i.FLIP,
             image_format=image_format or cfg.INPUT.FORMAT,
+            map_interpolation=i.MAP_INTERPOLATION,
         )
 
     # -- geometric steps: each returns a Transform for an (h, w) input ---------------------------
     def resize_transform(self, h, w):
         nh, nw = bestie_resize_shape(h, w, self.resize_long, self.resize_factor)
-        return CV2ResizeTransform(h, w, nh, nw)
+        return CV2ResizeTransform(h, w, nh, nw, seg_interp=self.map_interp)
 
     def scale_transform(self, h, w, rng):
         s = self.scales[int(rng.integers(len(self.scales)))]
         nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
-        return CV2ResizeTransform(h, w, nh, nw, point_scale=(s, s))
+        return CV2ResizeTransform(h, w, nh, nw, point_scale=(s, s), seg_interp=self.map_interp)
 
     def pad_transform(self, h, w, rng):
         ph, pw = max(self.crop_size - h, 0), max(self.crop_size - w, 0)

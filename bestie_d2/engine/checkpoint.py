@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..utils.io import atomic_open, atomic_write
+from ..utils.io import atomic_open, atomic_write, stale_temporaries
 
 __all__ = ["SafeCheckpointer", "UnsafeCheckpointError", "safe_pickle_load"]
 
@@ -58,7 +58,26 @@ class SafeCheckpointer(DetectionCheckpointer):
       leaves a truncated checkpoint and ``last_checkpoint`` always names a complete file;
     * loading uses ``torch.load(weights_only=True)`` for ``.pth`` and a restricted unpickler for
       detectron2-style ``.pkl`` files: no arbitrary code is executed.
+
+    A process killed during a write leaves the hidden temporary file of the atomic write behind
+    (``.model_0004999.pth.<random>.tmp``, up to a whole checkpoint); the trainer removes them when
+    a training starts or resumes (:meth:`remove_stale_temporaries`).
     """
+
+    def remove_stale_temporaries(self):
+        """Remove the temporaries of this checkpointer's writes (``*.pth``, ``last_checkpoint``)
+        left in ``save_dir`` by a killed run, with one log line naming them; returns their paths.
+        Only call it when no save of this folder is under way (a training that starts)."""
+        if not self.save_dir or not self.save_to_disk:
+            return []
+        stale = stale_temporaries(self.save_dir, lambda t: t.endswith(".pth") or t == "last_checkpoint")
+        for path, _ in stale:
+            os.unlink(path)
+        if stale:
+            listed = ", ".join(f"{os.path.basename(p)} ({n:,} B)" for p, n in stale)
+            logger.info(f"Removed {len(stale)} stale temporary file(s) of interrupted checkpoint writes "
+                             f"in {self.save_dir}: {listed}")
+        return [p for p, _ in stale]
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:

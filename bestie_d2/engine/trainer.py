@@ -20,26 +20,32 @@ Differences from ``DefaultTrainer`` (all deliberate), made in :meth:`Trainer.__i
 * checkpoints are written atomically, loading never executes pickled code
   (:class:`~bestie_d2.engine.checkpoint.SafeCheckpointer`), and on detectron2 0.6 they also hold
   the optimizer state (exact resume; main's trainer state has it already);
-* multi-process DDP on the CPU (gloo) works (no ``device_ids``).
+* multi-process DDP on the CPU (gloo) works (no ``device_ids``);
+* periodic checkpoints beyond the newest ``SOLVER.CHECKPOINT_MAX_KEEP`` are deleted and the last
+  iteration writes ``model_final.pth`` only
+  (:class:`~bestie_d2.engine.checkpoint_retention.KeepLastPeriodicCheckpointer`); a training that
+  starts or resumes removes the temporaries of checkpoint writes a killed run left behind.
 """
 import logging
 import os
 import weakref
 from collections import OrderedDict
 
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from .checkpoint import SafeCheckpointer
+from .checkpoint_retention import KeepLastPeriodicCheckpointer
 from .hooks import SelfRefinementHook
 from .solver import build_lr_scheduler, build_optimizer
 from .train_loop import FiniteCheckTrainer
 
-__all__ = ["Trainer", "build_evaluator"]
+__all__ = ["Trainer", "build_evaluator", "EVALUATOR_TYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,33 +54,40 @@ def _is_meta(cfg, name):
     return cfg.MODEL.META_ARCHITECTURE == name
 
 
+EVALUATOR_TYPES = ("voc_instance", "coco")
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
-    """Evaluator for ``dataset_name`` chosen from the model kind and the data set's metadata."""
+    """Evaluator for ``dataset_name``: the classifier's multi-label mAP for ``PAMClassifier``; else
+    ``TEST.EVALUATORS``, or when empty the data set's metadata ``evaluator_type``
+    (``voc_instance``: :class:`~bestie_d2.evaluation.voc_instance.VOCInstanceEvaluator`; ``coco``:
+    detectron2's ``COCOEvaluator``, masks only for BESTIE, which converts records without a COCO
+    json itself). Several kinds give a ``DatasetEvaluators``."""
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     if _is_meta(cfg, "PAMClassifier"):
         from ..evaluation.multilabel import MultiLabelClassificationEvaluator
 
         return MultiLabelClassificationEvaluator(dataset_name)
-    meta = MetadataCatalog.get(dataset_name)
-    kind = meta.get("evaluator_type", None)
-    evaluators = []
-    if kind == "voc_instance":
-        from ..evaluation.voc_instance import VOCInstanceEvaluator
-
-        evaluators.append(
-            VOCInstanceEvaluator(dataset_name, iou_thresholds=tuple(cfg.TEST.VOC_IOU_THRESHOLDS), output_dir=output_folder)
-        )
-    elif kind == "coco":
-        tasks = ("segm",) if _is_meta(cfg, "BESTIE") else None
-        evaluators.append(
-            COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=compat.use_fast_coco_eval())
-        )
-    else:
+    kinds = list(cfg.TEST.EVALUATORS) or [MetadataCatalog.get(dataset_name).get("evaluator_type", None)]
+    unknown = [k for k in kinds if k not in EVALUATOR_TYPES]
+    if unknown:
+        src = "TEST.EVALUATORS" if cfg.TEST.EVALUATORS else f"the evaluator_type of data set '{dataset_name}'"
         raise NotImplementedError(
-            f"No evaluator for data set '{dataset_name}' with evaluator_type={kind!r} "
-            "(expected 'voc_instance' or 'coco'; set it in the data set's metadata)"
+            f"No evaluator {unknown[0]!r} ({src}); expected one of {', '.join(EVALUATOR_TYPES)}"
+            + ("" if cfg.TEST.EVALUATORS else " (set it in the data set's metadata, or set TEST.EVALUATORS)")
         )
+    evaluators = []
+    for kind in kinds:
+        if kind == "voc_instance":
+            from ..evaluation.voc_instance import VOCInstanceEvaluator
+
+            evaluators.append(VOCInstanceEvaluator(dataset_name, iou_thresholds=tuple(cfg.TEST.VOC_IOU_THRESHOLDS),
+                                                   output_dir=output_folder))
+        else:
+            tasks = ("segm",) if _is_meta(cfg, "BESTIE") else None
+            evaluators.append(COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder,
+                                            use_fast_impl=compat.use_fast_coco_eval()))
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
@@ -108,8 +121,18 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def resume_or_load(self, resume=True):
+        """``DefaultTrainer.resume_or_load``, after removing (main process, with a log line) the
+        temporary files of checkpoint writes that a killed run left in ``OUTPUT_DIR``."""
+        self.checkpointer.remove_stale_temporaries()
+        return super().resume_or_load(resume=resume)
+
     def build_hooks(self):
-        hooks = super().build_hooks()
+        hooks = [
+            KeepLastPeriodicCheckpointer(h.checkpointer, h.period, self.cfg.SOLVER.CHECKPOINT_MAX_KEEP)
+            if type(h) is d2_hooks.PeriodicCheckpointer else h
+            for h in super().build_hooks()
+        ]
         if _is_meta(self.cfg, "BESTIE"):
             # before the writer so the statistics are written in the same iteration
             hooks.insert(-1 if comm.is_main_process() else len(hooks), SelfRefinementHook.from_config(self.cfg))
@@ -138,6 +161,15 @@ class Trainer(DefaultTrainer):
         mapper = cls.build_mapper(cfg, is_train=True)
         if _is_meta(cfg, "BESTIE"):
             dicts = cls.checked_train_dicts(cfg, mapper)
+            return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
+        if _is_meta(cfg, "PAMClassifier"):  # it reads only the images: all of them must exist
+            from detectron2.data import get_detection_dataset_dicts
+
+            from ..data.input_check import check_images
+
+            names = list(cfg.DATASETS.TRAIN)
+            groups = {n: get_detection_dataset_dicts([n], filter_empty=False) for n in names}
+            dicts = check_images(groups, cfg.BESTIE.DATA.MISSING_INPUT, names)
             return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
         return build_detection_train_loader(cfg, mapper=mapper)
 
@@ -170,8 +202,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader over the records of ``dataset_name``, after checking that every
+        image exists (all missing ones in one error: an evaluation never skips images)."""
+        from detectron2.data import get_detection_dataset_dicts
+
+        from ..data.input_check import check_images
+
         mapper = cls.build_mapper(cfg, is_train=False)
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        dicts = check_images(get_detection_dataset_dicts([dataset_name], filter_empty=False), "error", [dataset_name])
+        return build_detection_test_loader(dicts, mapper=mapper if mapper is not None else DatasetMapper(cfg, False),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @staticmethod
     def build_mapper(cfg, is_train):

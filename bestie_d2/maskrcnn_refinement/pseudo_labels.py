@@ -20,8 +20,13 @@ classes of its semantic map before decoding ("val_clean"); (2) instances with
 ``score < score_threshold`` are dropped; (3) instances with fewer than ``max(min_area, 1)`` pixels
 are dropped.
 
-Json: ``images`` (``id`` = the record's ``image_id``, ``file_name`` relative to the source image
-folder, ``height``, ``width``) in data-set order, ``annotations`` (``id`` 1..N, ``image_id``,
+With point-guided decoding every distinct point label of an image should become one instance; a
+point whose class got no pixels near it gets none, and the summary counts such points
+(``points``: ``labelled``, ``without_instance``) and logs them.
+
+Json: ``images`` (``id`` an integer, as the COCO format specifies: the record's ``image_id`` when it
+is one (COCO), else 1..N in data-set order; ``file_name`` relative to the source image folder, so
+the VOC id stays in the file stem; ``height``, ``width``) in data-set order, ``annotations`` (``id`` 1..N, ``image_id``,
 ``category_id`` = the data set's id, ``segmentation`` compressed RLE with str ``counts``,
 ``area``, ``bbox`` XYWH from the mask, ``iscrowd`` 0, ``score``), ``categories``, ``info``
 (source data set, image root, settings).
@@ -29,6 +34,7 @@ folder, ``height``, ``width``) in data-set order, ``annotations`` (``id`` 1..N, 
 import contextlib
 import json
 import logging
+import numbers
 import os
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
@@ -40,13 +46,15 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_tes
 from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
+from ..data.input_check import check_images
 from ..data.mappers import BestieDatasetMapper, record_classes
 from ..engine.hooks import unwrap_model
 from ..utils.io import atomic_write
 from ..utils.masks import encode_masks
 from .registration import contiguous_to_dataset_id, source_image_root
 
-__all__ = ["PseudoLabelWriter", "export_pseudo_coco", "instances_to_annotations", "merge_entries", "summarize"]
+__all__ = ["PseudoLabelWriter", "export_pseudo_coco", "instances_to_annotations", "merge_entries", "summarize",
+           "json_image_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,20 +140,37 @@ def merge_entries(entries: List[dict], categories: List[dict], info: Optional[di
     return out
 
 
+#: ``stats`` keys that count point labels, not dropped instances.
+_POINT_STATS = ("points_labelled", "points_without_instance")
+
+
+def json_image_id(record: dict, index: int) -> int:
+    """The integer ``id`` of a record's image in a written json: its ``image_id`` when that is an
+    integer (COCO records keep their json's ids), else ``index + 1`` (VOC ids are file stems)."""
+    iid = record.get("image_id")
+    return int(iid) if isinstance(iid, numbers.Integral) and not isinstance(iid, bool) else index + 1
+
+
 def summarize(coco: dict, dataset_name: str, stats: Counter) -> dict:
     """Counts of a written export: ``dataset``, ``images``, ``instances``,
-    ``images_without_instances``, ``per_class`` (name -> count), ``dropped`` (reason -> count)."""
+    ``images_without_instances``, ``per_class`` (name -> count), ``dropped`` (instances dropped by
+    a filter: reason -> count) and, when point labels were given, ``points`` (``labelled``:
+    distinct point labels, ``without_instance``: those that got no pixels, hence no instance)."""
     names = {c["id"]: c["name"] for c in coco["categories"]}
     per_class = Counter(names[a["category_id"]] for a in coco["annotations"])
     with_ann = {a["image_id"] for a in coco["annotations"]}
-    return {
+    out = {
         "dataset": dataset_name,
         "images": len(coco["images"]),
         "instances": len(coco["annotations"]),
         "images_without_instances": sum(1 for im in coco["images"] if im["id"] not in with_ann),
         "per_class": {names[k]: per_class.get(names[k], 0) for k in sorted(names)},
-        "dropped": {k: int(v) for k, v in sorted(stats.items())},
+        "dropped": {k: int(v) for k, v in sorted(stats.items()) if k not in _POINT_STATS},
     }
+    if "points_labelled" in stats:
+        out["points"] = {"labelled": int(stats["points_labelled"]),
+                         "without_instance": int(stats["points_without_instance"])}
+    return out
 
 
 def _log_summary(s: dict, output_json: str) -> None:
@@ -154,6 +179,10 @@ def _log_summary(s: dict, output_json: str) -> None:
         f"{s['instances']} instances, {s['images_without_instances']} images without any instance.",
         "Instances per class: " + ", ".join(f"{k}={v}" for k, v in s["per_class"].items()),
     ]
+    if "points" in s:
+        p = s["points"]
+        lines.append(f"Point labels: {p['labelled']}, of which {p['without_instance']} got no pixels of their "
+                     "class near them (no instance)")
     if s["dropped"]:
         lines.append("Dropped: " + ", ".join(f"{k}={v}" for k, v in s["dropped"].items()))
     logger.info("\n".join(lines))
@@ -230,11 +259,21 @@ class PseudoLabelWriter(DatasetEvaluator):
                 score_threshold=self.score_threshold, min_area=self.min_area,
                 image_size=(height, width), stats=self._stats,
             )
+            if self.info["point_guided"] and "points" in inp:
+                self._count_points(inp["points"], len(out["instances"]))
             file_name = record["file_name"]
             if self.image_root:
                 file_name = os.path.relpath(os.path.abspath(file_name), self.image_root)
-            image = {"id": record["image_id"], "file_name": file_name, "height": height, "width": width}
+            image = {"id": json_image_id(record, index), "file_name": file_name, "height": height, "width": width}
             self._entries.append({"index": index, "image": image, "annotations": anns})
+
+    def _count_points(self, points, num_instances: int) -> None:
+        """Point-guided decoding gives one instance per distinct point that got pixels (before the
+        filters): the rest of the image's ``points`` ``(K, 3)`` got none."""
+        pts = np.asarray(points.cpu() if hasattr(points, "cpu") else points).reshape(-1, 3)
+        n = len(np.unique(pts, axis=0)) if len(pts) else 0
+        self._stats["points_labelled"] += n
+        self._stats["points_without_instance"] += max(n - int(num_instances), 0)
 
     def evaluate(self):
         entries, stats = self._entries, self._stats
@@ -280,6 +319,7 @@ def export_pseudo_coco(
     flip_tta: Optional[bool] = None,
     use_points: Optional[bool] = None,
     num_workers: int = 0,
+    missing_input: str = "error",
 ) -> Optional[dict]:
     """Predict on the registered data set ``dataset_name`` and write a COCO instances json.
 
@@ -299,6 +339,8 @@ def export_pseudo_coco(
             inputs must carry ``points``: the default mapper then reads the records'
             ``center_points_file`` (``BestieDatasetMapper(supervision="point", test_points=True)``).
         num_workers: data-loading workers per process.
+        missing_input: ``BESTIE.DATA.MISSING_INPUT``: a missing image is an error listing all of
+            them ("error"), or the image is left out with a logged count ("skip").
 
     Under ``launch`` (world size > 1) every rank must call this; Detectron2's inference sampler
     splits the images, the main process writes the json.
@@ -311,7 +353,7 @@ def export_pseudo_coco(
         raise ValueError(f"flip TTA requested, but {type(inner).__name__} has no 'test_flip' switch")
     if use_points and not hasattr(inner, "test_use_points"):
         raise ValueError(f"point-guided decoding requested, but {type(inner).__name__} has no 'test_use_points' switch")
-    records = DatasetCatalog.get(dataset_name)
+    records = check_images(DatasetCatalog.get(dataset_name), missing_input, [dataset_name])
     guided = use_points if use_points is not None else bool(getattr(inner, "test_use_points", False))
     writer = PseudoLabelWriter(
         dataset_name, output_json, score_threshold=score_threshold,

@@ -15,6 +15,9 @@ Image paths: the json stores ``file_name`` relative to the source data set's ima
 image root used at load time is, in order: the explicit ``image_root``, the source data set's image
 folder (``source_dataset``), the json's ``info.image_root``.
 
+A json without a single instance is an ``EmptyPseudoLabelsError`` naming it, its counts and what
+to do (instead of detectron2's "No valid data found" assertion when training starts).
+
 Category ids: the json's ``category_id`` are the source data set's ids
 (``thing_dataset_id_to_contiguous_id`` inverse, or contiguous + 1). The loader maps them to
 contiguous ids with the registered mapping and fails loudly on an unknown id.
@@ -26,6 +29,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
+
+from ..data.errors import EmptyPseudoLabelsError
 
 __all__ = [
     "register_pseudo_coco",
@@ -111,6 +116,13 @@ def _load_pseudo_coco(name, json_file, image_root, source_dataset, keep_scores) 
     # dataset_name=None: load_coco_json leaves the metadata alone and the raw ids in place; the
     # registered mapping (from the source data set) is applied here.
     records = load_coco_json(json_file, root, dataset_name=None, extra_annotation_keys=["score"] if keep_scores else None)
+    if not any(r.get("annotations") for r in records):
+        raise EmptyPseudoLabelsError(
+            f"pseudo-label data set '{name}' has 0 instances in {len(records)} images: nothing for Mask R-CNN "
+            "to train on. Export again with a lower --score-threshold / --min-area (the export's summary "
+            "counts what each filter dropped), or train BESTIE longer (its predictions on the training "
+            "images are empty)", path=json_file,
+        )
     for r in records:
         for a in r["annotations"]:
             cid = a["category_id"]

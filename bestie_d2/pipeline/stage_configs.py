@@ -18,7 +18,7 @@ and after the overrides ``OUTPUT_DIR`` = the stage's folder and ``SEED`` = ``--s
 import os
 from typing import Dict, List, Optional
 
-from ..config import load_config
+from ..config import load_config, merge_overrides
 from .options import OptionsError, PipelineOptions
 from .presets import PRESETS, preset_config_file
 
@@ -79,16 +79,15 @@ class StageConfigs:
     def _load(self, stage: str, pipeline_opts: List[str], user: Dict[str, List[str]],
               output_dir: Optional[str], seed: bool):
         path = stage_config_file(self.o, stage)
-        cfg = None
-        done: List[str] = []
         try:
             cfg = load_config(path, pipeline_opts, freeze=False)
-            for flag, values in user.items():
-                done = list(values)
-                cfg.merge_from_list(done)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
-            where = f"{flag} {' '.join(done)}" if cfg is not None else f"{path} (with the pipeline's settings)"
-            raise ConfigError(f"{stage} stage config: {where}: {e}") from None
+            raise ConfigError(f"{stage} stage config {path} (with the pipeline's settings): {e}") from None
+        for flag, values in user.items():
+            try:
+                merge_overrides(cfg, list(values))
+            except (KeyError, AssertionError, ValueError, TypeError) as e:  # ConfigKeyError: the nearest keys
+                raise ConfigError(f"{flag} {' '.join(map(str, values))}: {e}") from None
         if output_dir is not None:
             cfg.OUTPUT_DIR = output_dir
         if seed and self.seed is not None:
@@ -149,9 +148,9 @@ class StageConfigs:
         """The trained BESTIE's config (+ ``--export-opts``) for the pseudo-label export."""
         cfg = self.trained_bestie(frozen=False)
         try:
-            cfg.merge_from_list(list(self.o.export_opts))
+            merge_overrides(cfg, list(self.o.export_opts))
         except (KeyError, AssertionError, ValueError, TypeError) as e:
-            raise ConfigError(f"export stage config: --export-opts {' '.join(self.o.export_opts)}: {e}") from None
+            raise ConfigError(f"--export-opts {' '.join(map(str, self.o.export_opts))}: {e}") from None
         cfg.MODEL.BESTIE.TEST.USE_POINTS = self.o.supervision == "point"
         cfg.OUTPUT_DIR = os.path.dirname(self.paths.pseudo_json)
         cfg.freeze()

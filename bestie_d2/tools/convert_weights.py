@@ -126,10 +126,11 @@ def main(argv=None) -> Dict:
 def cli(argv=None) -> int:
     """Console script ``bestie-convert-weights``: 0 on success, 1 when the check fails, 2 on bad input."""
     from bestie_d2.checkpoint import ConversionError
+    from bestie_d2.config import ConfigKeyError
 
     try:
         res = main(argv)
-    except (ConversionError, FileNotFoundError) as e:
+    except (ConversionError, FileNotFoundError, ConfigKeyError) as e:
         print(f"convert_weights: error: {e}", file=sys.stderr)
         return 2
     return 0 if res["ok"] else 1

@@ -20,10 +20,10 @@ import sys
 from typing import Optional
 
 import bestie_d2  # noqa: F401  (prepares detectron2, registers everything)
-from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from ..maskrcnn_refinement import export_pseudo_coco, register_pseudo_coco_from_config
+from ..utils.cli import exit_on_user_error, launcher_argument_parser, load_config_or_exit
 
 __all__ = ["build_argument_parser", "build_test_mapper", "main", "invoke_main", "cli"]
 
@@ -31,11 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 def build_argument_parser():
-    """Detectron2's default parser (``--config-file``, ``--num-gpus``, ``--num-machines``,
-    ``--machine-rank``, ``--dist-url``, opts) plus the export's flags."""
-    p = default_argument_parser(epilog=__doc__.split("\n\n")[1])
-    p.description = "Export a trained model's predictions on a training split as COCO pseudo labels."
-    p.set_defaults(dist_url="auto")
+    """The multi-process tool parser (``--config-file``, ``--num-gpus``, ``--num-machines``,
+    ``--machine-rank``, ``--dist-url``, opts; :func:`~bestie_d2.utils.cli.launcher_argument_parser`)
+    plus the export's flags."""
+    p = launcher_argument_parser("Export a trained model's predictions on a training split as COCO pseudo labels.",
+                                 epilog=__doc__.split("\n\n")[1])
     p.add_argument("--dataset", default="", help="registered split to predict on (default: first of DATASETS.TRAIN)")
     p.add_argument("--output", required=True, help="output json path")
     p.add_argument("--score-threshold", type=float, default=0.0, help="drop instances scoring below this")
@@ -105,6 +105,7 @@ def main(args) -> Optional[dict]:
         flip_tta=True if args.flip else None,
         use_points=use_points,
         num_workers=args.num_workers,
+        missing_input=cfg.BESTIE.DATA.MISSING_INPUT,
     )
 
 
@@ -113,9 +114,8 @@ def invoke_main(argv=None):
 
     parser = build_argument_parser()
     args = parser.parse_args(argv)
-    if not args.config_file:
-        parser.error("the following arguments are required: --config-file")
-    return launch_from_args(main, args)
+    load_config_or_exit(parser, "export_pseudo_coco", args.config_file, args.opts)
+    return exit_on_user_error("export_pseudo_coco", launch_from_args, main, args)
 
 
 def cli(argv=None) -> int:

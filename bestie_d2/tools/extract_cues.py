@@ -50,11 +50,11 @@ from bestie_d2.engine.checkpoint import SafeCheckpointer
 from bestie_d2.modeling.cam import cams_to_semantic, compute_cams, find_peaks, resize_for_cam
 from bestie_d2.modeling.cam_grabcut import grabcut_semantic
 from bestie_d2.engine.launch import launch_from_args
+from bestie_d2.utils.cli import exit_on_user_error, launcher_argument_parser, load_config_or_exit
 from bestie_d2.utils.io import atomic_write
 
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
-from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -74,17 +74,20 @@ __all__ = [
 logger = logging.getLogger("bestie_d2.tools.extract_cues")
 
 
+def _tool_name(mode: str) -> str:
+    return "extract_cues" if mode == "cues" else "cam_to_semantic"
+
+
 def build_parser(mode: str = "cues") -> argparse.ArgumentParser:
-    """Detectron2's default parser plus the data set / output arguments."""
-    parser = default_argument_parser()
-    tool = "extract_cues" if mode == "cues" else "cam_to_semantic"
-    parser.description = __doc__.split("\n")[0] if mode == "cues" else (
-        "Write CAM semantic maps (0 bg, c+1 class c) from a trained PAM classifier."
-    )
-    parser.epilog = (
-        f"Example: python -m bestie_d2.tools.{tool} --config-file configs/toy/pam.yaml "
-        "--dataset bestie_toy_train --output OUT_DIR [--num-gpus N] "
-        "MODEL.WEIGHTS output/toy/pam/model_final.pth  (--eval-only/--resume are ignored)"
+    """The multi-process tool parser (:func:`~bestie_d2.utils.cli.launcher_argument_parser`:
+    ``--config-file``, ``--num-gpus`` ..., opts) plus the data set / output arguments."""
+    tool = _tool_name(mode)
+    parser = launcher_argument_parser(
+        __doc__.split("\n")[0] if mode == "cues" else
+        "Write CAM semantic maps (0 bg, c+1 class c) from a trained PAM classifier.",
+        epilog=(f"Example: python -m bestie_d2.tools.{tool} --config-file configs/toy/pam.yaml "
+                "--dataset bestie_toy_train --output OUT_DIR [--num-gpus N] "
+                "MODEL.WEIGHTS output/toy/pam/model_final.pth"),
     )
     parser.add_argument("--dataset", nargs="+", required=True, help="registered data set name(s)")
     if mode == "cues":
@@ -265,9 +268,10 @@ def main(args, mode: str = "cues"):
     else:
         cues_dir, sem_dir = None, args.output
 
-    records = []
-    for name in args.dataset:
-        records.extend(DatasetCatalog.get(name))
+    from bestie_d2.data.input_check import check_images
+
+    groups = {name: DatasetCatalog.get(name) for name in args.dataset}
+    records = check_images(groups, cfg.BESTIE.DATA.MISSING_INPUT, args.dataset)  # all missing images at once
     ids = [r["image_id"] for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate image_id among the data set records: outputs would collide")
@@ -303,8 +307,12 @@ def main(args, mode: str = "cues"):
 
 
 def invoke_main(argv=None, mode: str = "cues"):
-    args = build_parser(mode).parse_args(argv)
-    launch_from_args(main, args, mode)
+    """Parse ``argv``, check the config (one line and exit 2 for an unknown key), run :func:`main`
+    in every process; a bad input ends with one line naming the file (exit 1)."""
+    parser = build_parser(mode)
+    args = parser.parse_args(argv)
+    load_config_or_exit(parser, _tool_name(mode), args.config_file, args.opts)
+    exit_on_user_error(_tool_name(mode), launch_from_args, main, args, mode)
 
 
 def cli(argv=None) -> int:

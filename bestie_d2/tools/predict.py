@@ -47,7 +47,7 @@ from ..data.mappers import inference_input
 from ..utils import vis
 from ..utils.io import atomic_write
 from ..utils.masks import encode_masks
-from ..utils.cli import parse_args_with_opts, setup_cfg
+from ..utils.cli import DefaultsHelpFormatter, load_config_or_exit, parse_args_with_opts
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Predict instances with a trained BESTIE / Detectron2 model on a folder of images: "
                     "predictions.json (COCO results) + overlay PNGs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, metavar="FILE", help="the model's config")
     p.add_argument("--input", required=True, nargs="+", help="image folders, files or glob patterns")
@@ -335,10 +335,7 @@ def main(argv=None) -> Dict:
     parser = build_parser()
     args = parse_args_with_opts(parser, argv)
     setup_logger(name="bestie_d2")
-    try:
-        cfg = setup_cfg(args.config_file, args.opts)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        parser.exit(2, f"predict: error: {e}\n")
+    cfg = load_config_or_exit(parser, "predict", args.config_file, args.opts)
     try:
         return run_predict(cfg, args.input, args.output, score_threshold=args.score_threshold,
                            flip=args.flip, overlays=not args.no_overlays)

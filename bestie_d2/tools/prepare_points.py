@@ -32,8 +32,10 @@ Sources:
 centroid snapped to the nearest mask pixel), ``box-center`` (the tight box's center snapped to the
 nearest mask pixel), ``random`` (a mask pixel drawn with ``--seed``, per image), ``interior`` (the
 pixel farthest from the mask boundary: the toy set's GT rule). Every point lies inside its own
-mask. Category ids of a json map to ``0..C-1`` through ``--dataset NAME``'s registered metadata, else
-in increasing id order. Every image of the source gets a file (empty when it has no instance);
+mask. Categories of a json map to ``0..C-1`` by name onto ``--dataset NAME``'s ``thing_classes``
+(a category that matches no class is refused, naming it), else in increasing id order; a
+background category (``_background_``, written by labelme2coco, ``__background__``, ...) is no
+class and is left out, with a note in the summary (:func:`bestie_d2.data.pointsup.coco_category_map`). Every image of the source gets a file (empty when it has no instance);
 existing files are replaced (atomic writes). A summary line ends the run (images, instances,
 points written, crowd skipped, empty masks skipped, ...); an unreadable input stops it with an
 error naming the file (exit 1).
@@ -212,7 +214,8 @@ def prepare_coco_points(json_file, image_root=None, output=None, *, rule: str = 
     """Write ``<output>/<file stem>.txt`` for every image of a COCO instances json (masks)."""
     from ..data.errors import MissingDataError
     from ..data.points import write_points
-    from ..data.pointsup import coco_category_map, coco_class_of, group_annotations, instance_points, read_coco_json
+    from ..data.pointsup import (background_categories, coco_category_map, coco_class_of, group_annotations,
+                                 instance_points, num_object_classes, read_coco_json)
     from ..data.points_from_masks import check_rule, choose_point
 
     check_rule(rule)
@@ -223,7 +226,8 @@ def prepare_coco_points(json_file, image_root=None, output=None, *, rule: str = 
     coco = read_coco_json(json_file)
     cat_map = coco_category_map(coco, dataset_name, json_file)
     groups = group_annotations(coco, json_file)
-    s = _new_summary(output=output, num_classes=len(set(cat_map.values())))
+    s = _new_summary(output=output, num_classes=num_object_classes(cat_map),
+                     background_categories=background_categories(coco, json_file))
 
     def point_of(ann, im, h, w, rng):
         coco_class_of(ann, cat_map, json_file)  # an unknown category is an error even for an empty mask
@@ -250,7 +254,8 @@ def prepare_pointsup_points(json_file, output=None, *, image_root=None, choice: 
     records, st = pointsup_cues(json_file, dataset_name, choice=choice, seed=seed)
     for r in _progress(records, len(records), "prepare_points (PointSup)", progress):
         write_points(os.path.join(output, r["stem"] + ".txt"), r["points"])
-    s = _new_summary(output=output, num_classes=st["num_classes"], no_positive_skipped=st["no_positive_skipped"])
+    s = _new_summary(output=output, num_classes=st["num_classes"], no_positive_skipped=st["no_positive_skipped"],
+                     background_categories=st["background_categories"])
     for k in ("images", "instances", "points", "crowd_skipped"):
         s[k] = st[k]
     return s
@@ -267,18 +272,22 @@ def format_summary(s: Dict) -> str:
     if s.get("no_masks"):
         extra = f" (e.g. {', '.join(s['no_masks_examples'])})"
         parts.append(f"{s['no_masks']} ids without instance masks, no file{extra}")
+    if s.get("background_categories"):
+        bg = ", ".join(f"{n!r} (id {i})" for i, n in s["background_categories"])
+        parts.append(f"background category {bg} is no class ({s['num_classes']} classes)")
     return "prepare_points: " + ", ".join(parts) + f" -> {s['output']}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ..data.points_from_masks import DEFAULT_RULE, POINT_RULES
     from ..data.pointsup import POINTSUP_CHOICES
+    from ..utils.cli import DefaultsHelpFormatter
 
     p = argparse.ArgumentParser(
         prog="bestie-prepare-points",
         description="Write point labels (one 'x y c conf' file per image) from VOC / COCO instance masks "
                     "or a PointSup point json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     src = p.add_argument_group("source (exactly one of --voc-root, --coco-json, --pointsup-json)")
     src.add_argument("--voc-root", metavar="DIR", help="VOC-layout folder (SegmentationObject/, SegmentationClass/)")
@@ -292,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with a json: the image folder (its parent holds the default Center_points/)")
     src.add_argument("--pointsup-json", metavar="FILE", help="Detectron2 PointSup json (point_coords, point_labels)")
     src.add_argument("--dataset", metavar="NAME", default=None,
-                     help="with a json: registered data set whose thing_dataset_id_to_contiguous_id maps the "
-                          "category ids (default: the json's categories in id order)")
+                     help="with a json: registered data set whose thing_classes the json's categories are "
+                          "matched to by name (default: the json's categories in id order, background left out)")
     p.add_argument("--output", metavar="DIR", default=None,
                    help="folder for the points files (default: <root>/Center_points, see the module docs)")
     p.add_argument("--rule", choices=POINT_RULES, default=DEFAULT_RULE,

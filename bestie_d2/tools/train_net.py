@@ -22,6 +22,7 @@ from ..maskrcnn_refinement import register_pseudo_coco_from_config
 from ..engine.checkpoint import SafeCheckpointer
 from ..engine.launch import launch_from_args
 from ..engine.trainer import Trainer
+from ..utils.cli import exit_on_user_error, load_config_or_exit
 from ..utils.env import environment_info, format_environment
 
 __all__ = ["setup", "main", "invoke_main"]
@@ -57,9 +58,14 @@ def main(args):
 
 
 def invoke_main(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    """Detectron2's ``default_argument_parser``; the config is checked before any process starts
+    (an unknown key or an option among the overrides: one line and exit 2); a data error of the
+    run (e.g. the data check, an empty pseudo-label json) ends with one line and exit 1."""
+    parser = default_argument_parser()
+    args = parser.parse_args(argv)
+    load_config_or_exit(parser, "train_net", args.config_file, args.opts)
     print("Command Line Args:", args)
-    return launch_from_args(main, args)
+    return exit_on_user_error("train_net", launch_from_args, main, args)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """Atomic file writes: a temporary file in the target folder, then ``os.replace``.
 
 Written files get the usual mode of a new file, ``0o666 & ~umask`` (0644 under the common umask
-022), like ``open(path, "w")``; ``tempfile.mkstemp`` alone would leave them 0600.
+022), like ``open(path, "w")``; ``tempfile.mkstemp`` alone would leave them 0600. The temporary
+file is ``.<target name>.<8 random characters>.tmp`` next to the target; a process killed during
+the write leaves it behind (:func:`stale_temporaries` finds such files).
 """
 import contextlib
 import os
+import re
 import tempfile
-from typing import Union
+from typing import Callable, List, Tuple, Union
 
-__all__ = ["atomic_write", "atomic_open", "current_umask", "new_file_mode"]
+__all__ = ["atomic_write", "atomic_open", "current_umask", "new_file_mode", "stale_temporaries"]
+
+#: The temporary file of :func:`atomic_open` (``tempfile.mkstemp``'s 8 random characters).
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def current_umask() -> int:
@@ -41,7 +47,7 @@ def atomic_open(path, mode: str = "w", *, fsync: bool = False, encoding: str = "
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)  # _TEMPORARY
     try:
         os.fchmod(fd, new_file_mode())  # mkstemp makes 0600 files
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
@@ -61,3 +67,19 @@ def atomic_write(path, data: Union[bytes, str], *, fsync: bool = False) -> str:
     with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return os.fspath(path)
+
+
+def stale_temporaries(folder, owns: Callable[[str], bool] = lambda target: True) -> List[Tuple[str, int]]:
+    """The temporary files of :func:`atomic_open` in ``folder`` whose target name ``owns`` accepts,
+    as ``(path, size in bytes)``, sorted. Only a process that knows no write to these targets is
+    under way (e.g. a training that starts) may remove them."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return []
+    out = []
+    for name in sorted(os.listdir(folder)):
+        m = _TEMPORARY.match(name)
+        path = os.path.join(folder, name)
+        if m and owns(m.group("target")) and os.path.isfile(path):
+            out.append((path, os.path.getsize(path)))
+    return out

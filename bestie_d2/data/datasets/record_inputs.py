@@ -69,13 +69,13 @@ def validate_record_inputs(
         ImageSizeMismatchError: WSSS map size != image size, or a point outside the image.
         WSSSMapError: an unreadable WSSS map, unsupported mode or colours.
     """
-    H, W = int(record["height"]), int(record["width"])
     if check_image and "file_name" in record and not os.path.exists(record["file_name"]):
         raise MissingDataError("image does not exist", path=record["file_name"])
+    size = (int(record["height"]), int(record["width"])) if "height" in record and "width" in record else None
     points = None
     if supervision is not None:
         pf = points_file if points_file is not None else points_file_for(record, supervision)
-        points = read_points(pf, num_classes, image_size=(H, W))
+        points = read_points(pf, num_classes, image_size=size)
     wsss = None
     wf = wsss_file if wsss_file is not None else record.get("wsss_file")
     if wf is None or not os.path.exists(wf):
@@ -86,5 +86,5 @@ def validate_record_inputs(
                 path=wf if wf is not None else f"<record {record.get('image_id')!r} has no wsss_file>",
             )
     else:
-        wsss = read_wsss_map(wf, num_classes, image_size=(H, W), image_path=record.get("file_name"))
+        wsss = read_wsss_map(wf, num_classes, image_size=size, image_path=record.get("file_name"))
     return RecordInputs(points, wsss)

@@ -11,6 +11,13 @@ Layout under ``root`` (``datasets/README.md``)::
 
 Instances (``SegmentationObject`` + ``SegmentationClass`` -> masks, classes, record annotations):
 :mod:`.voc_instances`.
+
+A listed image that is missing does not stop the loading: its record keeps the expected
+``file_name`` (and no ``height`` / ``width`` unless its GT maps give them), and the data check
+(:func:`bestie_d2.data.input_check.check_training_inputs`, run by training, ``bestie-check-data``
+and the tools that read the images) lists it with every other problem and applies
+``BESTIE.DATA.MISSING_INPUT`` (``skip`` drops it, counted). Other bad files of the listed images
+(an unreadable image, bad GT maps) are all collected and raised together at the end.
 """
 import logging
 import os
@@ -19,7 +26,15 @@ from typing import Dict, List, Sequence, Tuple
 
 from PIL import Image
 
-from ..errors import AnnotationError, ClassIdError, DuplicateIdError, ListFileError, MissingDataError
+from ..errors import (
+    AnnotationError,
+    BestieDataError,
+    ClassIdError,
+    DataCheckError,
+    DuplicateIdError,
+    ListFileError,
+    MissingDataError,
+)
 from .voc_instances import read_voc_instances
 
 __all__ = [
@@ -179,7 +194,7 @@ def _labels_for(ids: List[str], split_path: str, labels_path: str, num_classes: 
 def _add_ground_truth(rec: dict, obj_dir: str, cls_dir: str, num_classes: int, require_gt: bool):
     """Add ``annotations`` to ``rec`` from its object and class maps when both exist; returns its
     GT classes, or None without GT. One map without the other (or none with ``require_gt``) is a
-    ``MissingDataError``."""
+    ``MissingDataError``. A record without a size (its image is missing) takes the maps' size."""
     obj_path = os.path.join(obj_dir, rec["image_id"] + ".png")
     cls_path = os.path.join(cls_dir, rec["image_id"] + ".png")
     has_obj, has_cls = os.path.exists(obj_path), os.path.exists(cls_path)
@@ -187,6 +202,8 @@ def _add_ground_truth(rec: dict, obj_dir: str, cls_dir: str, num_classes: int, r
         raise MissingDataError("ground-truth label map does not exist", path=cls_path if has_obj else obj_path)
     if not has_obj:
         return None
+    if "height" not in rec:
+        rec["height"], rec["width"] = image_size(obj_path)
     rec["annotations"], gt_classes = read_voc_instances(
         obj_path, cls_path, num_classes, (rec["height"], rec["width"]), rec["file_name"])
     return gt_classes
@@ -205,6 +222,24 @@ def _set_image_label(rec: dict, listed, gt_classes, obj_path: str) -> bool:
         )
     rec["image_label"] = gt_classes
     return False
+
+
+#: Key order of a record (as before missing images were kept), for readable dumps.
+_RECORD_ORDER = ("file_name", "image_id", "height", "width", "peak_points_file", "center_points_file", "wsss_file",
+                 "annotations", "image_label")
+
+
+def _raise_load_problems(problems: List[BestieDataError], missing: List[str], split_path: str) -> None:
+    """One bad file: its own error. Several: one ``DataCheckError`` listing every one (and the
+    missing images, which alone would go on to the data check)."""
+    if not problems:
+        return
+    if len(problems) == 1 and not missing:
+        raise problems[0]
+    lines = [str(e) for e in problems] + missing
+    shown = "\n".join("  " + ln for ln in lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+    raise DataCheckError(f"{len(lines)} files of the images listed in {split_path} are missing or invalid:\n{shown}",
+                         problems=lines)
 
 
 def load_voc_instances(
@@ -240,15 +275,17 @@ def load_voc_instances(
             others (:data:`IMAGE_EXTENSIONS`: .jpeg, .png, ...) are tried, with a log line.
 
     Returns:
-        list of records: ``file_name``, ``image_id`` (str), ``height``, ``width``,
+        list of records: ``file_name``, ``image_id`` (str), ``height``, ``width`` (absent when
+        the image is missing and no GT map gives them: see the module doc),
         ``image_label`` (sorted unique class ids), ``peak_points_file``, ``center_points_file``,
         ``wsss_file`` (paths; these files may not exist) and, with GT, ``annotations``
         (XYWH_ABS ``bbox``, ``category_id`` 0..C-1, compressed-RLE ``segmentation`` with str
         counts, ``iscrowd`` 0).
 
     Raises ``BestieDataError`` subclasses naming the file (and line): missing root / folder /
-    list / image, empty or malformed list or label file, duplicate ids, class ids out of range,
-    unreadable or size-mismatched label maps.
+    list, empty or malformed list or label file, duplicate ids, class ids out of range; unreadable
+    images and unreadable or size-mismatched label maps of the listed images all in one
+    ``DataCheckError`` (one alone: its own error). A missing image is not an error here (module doc).
     """
     root = os.path.abspath(os.fspath(root))
     C = len(class_names)
@@ -276,25 +313,37 @@ def load_voc_instances(
     n_label_mismatch = 0
     exts = [image_ext] + [e for e in IMAGE_EXTENSIONS if e != image_ext]
     ext_state: dict = {}
+    missing: List[str] = []  # images not found: kept for the data check
+    problems: List[BestieDataError] = []  # other bad files: raised together at the end
     for image_id in ids:
-        file_name = _find_image(img_dir, image_id, exts, ext_state)
-        H, W = image_size(file_name)
         rec = {
-            "file_name": file_name,
+            "file_name": os.path.join(img_dir, image_id + image_ext),
             "image_id": image_id,
-            "height": H,
-            "width": W,
             "peak_points_file": os.path.join(pk_dir, image_id + ".txt"),
             "center_points_file": os.path.join(ct_dir, image_id + ".txt"),
             "wsss_file": os.path.join(ws_dir, image_id + ".png"),
         }
-        gt_classes = None
-        if with_gt and (gt_dirs_exist or require_gt):
-            gt_classes = _add_ground_truth(rec, obj_dir, cls_dir, C, require_gt)
-            n_gt += gt_classes is not None
-        n_label_mismatch += _set_image_label(rec, None if labels is None else labels[image_id], gt_classes,
-                                             os.path.join(obj_dir, image_id + ".png"))
-        records.append(rec)
+        try:
+            try:
+                rec["file_name"] = _find_image(img_dir, image_id, exts, ext_state)
+                rec["height"], rec["width"] = image_size(rec["file_name"])
+            except MissingDataError as e:
+                missing.append(str(e))
+            gt_classes = None
+            if with_gt and (gt_dirs_exist or require_gt):
+                gt_classes = _add_ground_truth(rec, obj_dir, cls_dir, C, require_gt)
+                n_gt += gt_classes is not None
+            n_label_mismatch += _set_image_label(rec, None if labels is None else labels[image_id], gt_classes,
+                                                 os.path.join(obj_dir, image_id + ".png"))
+        except BestieDataError as e:
+            problems.append(e)
+            continue
+        records.append({k: rec[k] for k in _RECORD_ORDER if k in rec})
+    _raise_load_problems(problems, missing, split_path)
+    if missing:
+        logger.warning(
+            "%d of %d images of %s are missing (e.g. %s); the data check lists them, "
+            "BESTIE.DATA.MISSING_INPUT skip drops them", len(missing), len(ids), split_path, missing[0])
     if n_label_mismatch:
         logger.warning(
             "%d image(s) of %s have ground-truth instances of classes missing from their image labels",

@@ -28,6 +28,8 @@ __all__ = ["build_parser", "main", "cli"]
 def _stage_epilog() -> str:
     lines = ["stages (in this order; the point route leaves out cues, and pam/maps when WSSS maps are given):"]
     lines += [f"  {s:<7} {STAGE_HELP[s]}" for s in STAGES]
+    lines.append("\ntorch uses every core for its threads (the demo's numbers depend on the count) unless "
+                 "OMP_NUM_THREADS is set.")
     lines.append("\nconfig files per preset (configs/<VOC|COCO|toy>/): pam = pam_vgg16.yaml (toy: pam.yaml), "
                  "bestie = bestie_<backbone>_<supervision>_label.yaml (toy: bestie_<supervision>_label.yaml), "
                  "refine = mask_rcnn_R50_FPN_refine.yaml | pointrend_R50_FPN_refine.yaml "
@@ -39,6 +41,15 @@ def build_parser(**defaults) -> argparse.ArgumentParser:
     """The ``bestie-pipeline`` parser; ``defaults`` replace flag defaults (a preset's, e.g. the demo's)."""
     p = argparse.ArgumentParser(prog="bestie-pipeline", description=__doc__, epilog=_stage_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_flags(p)
+    _add_input_flags(p)
+    _add_stage_flags(p)
+    p.set_defaults(**defaults)
+    return p
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """What to run, where, resuming, processes."""
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=tuple(PRESETS), default="voc",
                    help="config family of the default stage configs: voc (default), coco, or toy (the demo: "
@@ -57,6 +68,21 @@ def build_parser(**defaults) -> argparse.ArgumentParser:
                         "output/pipeline/<voc|coco> or output/demo)")
     g.add_argument("--seed", type=int, default=None,
                    help="SEED of every training stage (default: the preset's, else each config's own SEED)")
+    g = p.add_argument_group("resuming")
+    g.add_argument("--force", action="store_true", help="rerun every stage from an empty folder")
+    g.add_argument("--force-from", choices=STAGES, default=None, help="rerun this stage and every later one")
+    g.add_argument("--stop-after", choices=STAGES, default=None, help="stop after this stage")
+    g = p.add_argument_group("processes (Detectron2's launch; training and inference stages)")
+    g.add_argument("--num-gpus", type=int, default=1,
+                   help="processes per machine, one per GPU (without CUDA: CPU processes with gloo)")
+    g.add_argument("--num-machines", type=int, default=1,
+                   help="machines; run the same command on each, with --output on a shared file system")
+    g.add_argument("--machine-rank", type=int, default=0, help="this machine's rank (machine 0 writes the records)")
+    g.add_argument("--dist-url", default="auto", help="initialisation URL of the process group (auto: a free local port)")
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    """Outputs of stages the user already has."""
     g = p.add_argument_group("inputs you already have (each leaves out the stage that makes it)")
     g.add_argument("--cues-dir", default=None, help="image route: a folder of cue files <id>.txt (x y c conf); leaves out cues")
     g.add_argument("--wsss-dir", default=None,
@@ -67,6 +93,10 @@ def build_parser(**defaults) -> argparse.ArgumentParser:
     g.add_argument("--pam-weights", default=None, help="a trained PAM classifier; leaves out pam")
     g.add_argument("--bestie-weights", default=None,
                    help="a trained BESTIE (e.g. converted with bestie-convert-weights); leaves out pam, cues, maps, bestie")
+
+
+def _add_stage_flags(p: argparse.ArgumentParser) -> None:
+    """Config files and overrides per stage, the export's filters, the refiner's init, the grid."""
     g = p.add_argument_group("stage configs: each --<stage>-opts takes KEY VALUE pairs applied after the pipeline's settings")
     g.add_argument("--pam-config", default=None, help="PAM classifier config (also used by cues and maps)")
     g.add_argument("--bestie-config", default=None, help="BESTIE config")
@@ -84,19 +114,6 @@ def build_parser(**defaults) -> argparse.ArgumentParser:
                    help="refiner backbone init: the config's MODEL.WEIGHTS (default; random when empty) or the "
                         "trained BESTIE's ResNet (no ImageNet weights at hand)")
     g.add_argument("--grid-images", type=int, default=4, help="images per row group of grid.png")
-    g = p.add_argument_group("resuming")
-    g.add_argument("--force", action="store_true", help="rerun every stage from an empty folder")
-    g.add_argument("--force-from", choices=STAGES, default=None, help="rerun this stage and every later one")
-    g.add_argument("--stop-after", choices=STAGES, default=None, help="stop after this stage")
-    g = p.add_argument_group("processes (Detectron2's launch; training and inference stages)")
-    g.add_argument("--num-gpus", type=int, default=1,
-                   help="processes per machine, one per GPU (without CUDA: CPU processes with gloo)")
-    g.add_argument("--num-machines", type=int, default=1,
-                   help="machines; run the same command on each, with --output on a shared file system")
-    g.add_argument("--machine-rank", type=int, default=0, help="this machine's rank (machine 0 writes the records)")
-    g.add_argument("--dist-url", default="auto", help="initialisation URL of the process group (auto: a free local port)")
-    p.set_defaults(**defaults)
-    return p
 
 
 def main(argv=None, **defaults) -> dict:

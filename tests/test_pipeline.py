@@ -171,6 +171,28 @@ def test_bad_settings_are_one_line_errors(pipe_toy, tmp_path, capsys):
     assert not (tmp_path / "o" / "image" / "pam").exists()  # configs are checked before any stage runs
 
 
+def test_demo_and_make_demo_are_the_toy_preset(monkeypatch):
+    """One implementation: ``make demo`` / ``make demo-point`` and ``python -m bestie_d2.tools.demo``
+    call bestie-pipeline with the toy preset (toy configs, output/demo, seed 1)."""
+    from bestie_d2.pipeline import PRESETS
+    from bestie_d2.pipeline.stage_configs import stage_config_file
+    from bestie_d2.tools import demo, pipeline as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "run_pipeline", lambda o: seen.append(o) or {})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main leaves torch's thread count alone then
+    demo.main(["--supervision", "point", "--refiner", "pointrend"])
+    o = seen[0]
+    assert (o.preset, o.supervision, o.refiner, o.output, o.seed) == ("toy", "point", "pointrend", None, None)
+    assert (PRESETS["toy"].output, PRESETS["toy"].seed) == ("output/demo", 1)
+    assert stage_config_file(o, "bestie").endswith(os.path.join("configs", "toy", "bestie_point_label.yaml"))
+    assert stage_config_file(o, "refine").endswith(os.path.join("configs", "toy", "pointrend_refine.yaml"))
+    with open(os.path.join(REPO, "Makefile")) as f:
+        make = f.read()
+    assert "-m bestie_d2.tools.pipeline --preset toy $(DEMO_ARGS)" in make
+    assert "-m bestie_d2.tools.pipeline --preset toy --supervision point $(DEMO_ARGS)" in make
+
+
 # ------------------------------------------------------------------------------------------------
 # runs
 # ------------------------------------------------------------------------------------------------

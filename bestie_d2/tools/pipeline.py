@@ -52,7 +52,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     """What to run, where, resuming, processes."""
     g = p.add_argument_group("what to run")
     g.add_argument("--preset", choices=tuple(PRESETS), default="voc",
-                   help="config family of the default stage configs: voc (default), coco, or toy (the demo: "
+                   help="config family of the stage configs: voc (default), coco, or toy (the demo: "
                         "embedded toy set, tiny CPU models, --output output/demo, --seed 1)")
     g.add_argument("--supervision", choices=("image", "point"), default="image",
                    help="image-level labels (PAM cues + maps; default) or one point label per instance")

@@ -18,6 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 from ..config import load_config
+from ..maskrcnn_refinement import write_maskrcnn_init
 from ..utils.env import environment_info
 from .ledger import StageLedger, digest, path_fingerprint
 from .options import OptionsError, PipelineOptions, check_options
@@ -178,9 +179,9 @@ class _Run:
                 files["--cues-dir"] = path_fingerprint(o.cues_dir)
             if o.wsss_dir:
                 files["--wsss-dir"] = path_fingerprint(o.wsss_dir)
-            if o.supervision == "point":
-                points = o.points_dir or self.data["points_dir"]
-                files["point labels"] = path_fingerprint(points) if points else "per-record files"
+        if stage in ("bestie", "export") and o.supervision == "point":  # the export decodes from the points
+            points = o.points_dir or self.data["points_dir"]
+            files["point labels"] = path_fingerprint(points) if points else "per-record files"
         if stage in ("export", "grid", "refine") and o.bestie_weights:
             files["--bestie-weights"] = path_fingerprint(o.bestie_weights)
         return {
@@ -192,8 +193,7 @@ class _Run:
 
     def _save_config(self, stage: str) -> None:
         os.makedirs(self.paths.configs_dir, exist_ok=True)
-        name = self._folder(stage) if stage == "refine" else stage
-        with open(os.path.join(self.paths.configs_dir, f"{name}.yaml"), "w") as f:
+        with open(os.path.join(self.paths.configs_dir, f"{self._folder(stage)}.yaml"), "w") as f:
             f.write(self.stage_cfgs[stage].dump())
 
     def _work(self, stage: str, stage_dir: str) -> dict:
@@ -232,8 +232,6 @@ class _Run:
             logger.warning(f"refine skipped: {reason}")
             return {**base, "skipped": reason}
         if o.refine_init == "bestie" and self.writer:
-            from ..maskrcnn_refinement import write_maskrcnn_init
-
             write_maskrcnn_init(self.cfgs.bestie_weights, self.paths.refine_init,
                                 self.cfgs.bestie().INPUT.FORMAT, cfg.INPUT.FORMAT)
         return {**base, **run_launched(train_stage, stage_dir, self.layout, cfg)}
@@ -315,7 +313,8 @@ class _Run:
         return self._report()
 
     def _refiner_rows(self):
-        """``(row name, eval, seconds)`` of every refiner trained on this run's export (the current first)."""
+        """``(row name, eval, seconds, refiner)`` of every refiner trained on this run's export (the
+        current one first)."""
         if "export" not in self.run_ids:
             return []
         rows = []

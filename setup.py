@@ -27,6 +27,7 @@ setup(
             "bestie-prepare-points=bestie_d2.tools.prepare_points:cli",
             "bestie-check-data=bestie_d2.tools.check_data:cli",
             "bestie-convert-weights=bestie_d2.tools.convert_weights:cli",
+            "bestie-pipeline=bestie_d2.tools.pipeline:cli",
         ]
     },
 )

@@ -4,11 +4,14 @@
     python benchmarks/demo_seeds.py --run --seeds 1 2 3 --routes image point   # runs, then summarises
     python benchmarks/demo_seeds.py output/demo_s*/image/results.json ...      # summarise finished runs
 
-``--run`` calls the demo (``python -m bestie_d2.tools.demo --seed S --supervision R --output
-<out>/demo_s<S>``) one run after the other. The summary prints, per route, a per-seed table (BESTIE
-and Mask R-CNN mAP25/50/70/75, PAM mAP, cue statistics, map mIoU, pseudo labels, time per stage) and
-the mean ± sd and min of each column, with the environment each run recorded; ``--markdown`` prints
-the tables in Markdown (as in the README).
+``--run`` calls the demo (``bestie-pipeline --preset toy --seed S --supervision R --output
+<out>/demo_s<S>``, as ``make demo``) one run after the other; ``--refiners maskrcnn pointrend`` also
+trains PointRend on each run's export (``benchmarks/refiner_comparison.py`` compares the two). The
+summary prints, per route, a per-seed table (BESTIE and Mask R-CNN mAP25/50/70/75, PAM mAP, cue
+statistics, map mIoU, pseudo labels, time per stage) and the mean ± sd and min of each column, with
+the environment each run recorded; ``--markdown`` prints the tables in Markdown (as in the README).
+Reads the results.json of both the pipeline and the demo before it (stages ``cues`` with the map
+mIoU, ``maskrcnn``).
 """
 import argparse
 import glob
@@ -19,17 +22,37 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGE_TIMES = ("pam", "cues", "bestie", "export", "maskrcnn")
+STAGE_TIMES = ("pam", "cues", "maps", "bestie", "export", "maskrcnn")
 
 
 def _ev(res, stage):
     return ((res["stages"].get(stage) or {}).get("eval") or {}).get("voc_instance") or {}
 
 
+def maskrcnn_eval(res):
+    """The Mask R-CNN stage's VOC metrics: ``maskrcnn`` (the demo before the pipeline), the
+    ``refine`` stage when it trained Mask R-CNN, else the ``refiners`` entry of the export."""
+    if "maskrcnn" in res["stages"]:
+        return _ev(res, "maskrcnn")
+    if (res["stages"].get("refine") or {}).get("refiner") == "maskrcnn":
+        return _ev(res, "refine")
+    return (((res.get("refiners") or {}).get("maskrcnn") or {}).get("eval") or {}).get("voc_instance") or {}
+
+
+def stage_seconds(res, stage):
+    """Seconds of ``stage`` (``maskrcnn``: the Mask R-CNN refine stage, also under the pipeline)."""
+    sec = res["seconds"]
+    if stage == "maskrcnn" and "maskrcnn" not in sec:
+        if (res["stages"].get("refine") or {}).get("refiner") == "maskrcnn":
+            return sec.get("refine")
+        return ((res.get("refiners") or {}).get("maskrcnn") or {}).get("seconds")
+    return sec.get(stage)
+
+
 def row_of(res):
     """The figures of one demo run (``results.json``) as an ordered dict of numbers."""
-    b, m = _ev(res, "bestie"), _ev(res, "maskrcnn")
-    cues = res["stages"].get("cues") or {}
+    b, m = _ev(res, "bestie"), maskrcnn_eval(res)
+    cues = dict(res["stages"].get("cues") or {}, **(res["stages"].get("maps") or {}))
     pc = cues.get("pam_cues") or {}
     pam = (((res["stages"].get("pam") or {}).get("eval") or {}).get("classification") or {})
     ex = ((res["stages"].get("export") or {}).get("summary") or {})
@@ -44,8 +67,8 @@ def row_of(res):
     row["map mIoU %"] = 100 * cues["semantic_miou"] if "semantic_miou" in cues else None
     row["pseudo instances"] = ex.get("instances")
     for s in STAGE_TIMES:
-        row[f"{s} s"] = res["seconds"].get(s)
-    row["total s"] = sum(v for v in res["seconds"].values() if v is not None)
+        row[f"{s} s"] = stage_seconds(res, s)
+    row["total s"] = sum(v for v in (row[f"{s} s"] for s in STAGE_TIMES) if v is not None)
     return row
 
 
@@ -101,16 +124,19 @@ def main():
     ap.add_argument("--run", action="store_true", help="run the demo for every seed and route first")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--routes", nargs="+", default=["image", "point"], choices=["image", "point"])
+    ap.add_argument("--refiners", nargs="+", default=["maskrcnn"], choices=["maskrcnn", "pointrend"],
+                    help="with --run: the refiners to train, in this order, on each run's one export")
     ap.add_argument("--out", default=os.path.join(REPO, "output"))
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     if args.run:
         for seed in args.seeds:
             for route in args.routes:
-                cmd = [sys.executable, "-m", "bestie_d2.tools.demo", "--supervision", route, "--seed", str(seed),
-                       "--output", os.path.join(args.out, f"demo_s{seed}")]
-                print("+", " ".join(cmd), flush=True)
-                subprocess.run(cmd, check=True, cwd=REPO)
+                for refiner in args.refiners:
+                    cmd = [sys.executable, "-m", "bestie_d2.tools.pipeline", "--preset", "toy", "--supervision", route,
+                           "--seed", str(seed), "--refiner", refiner, "--output", os.path.join(args.out, f"demo_s{seed}")]
+                    print("+", " ".join(cmd), flush=True)
+                    subprocess.run(cmd, check=True, cwd=REPO)
     paths = args.results or sorted(glob.glob(os.path.join(args.out, "demo_s*", "*", "results.json")))
     if not paths:
         raise SystemExit("no results.json found (run with --run, or name the files)")

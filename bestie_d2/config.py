@@ -33,7 +33,7 @@ __all__ = [
     "check_override_keys", "merge_overrides", "merge_config_file",
     "add_data_config", "add_augmentation_config", "add_model_config", "add_inference_config",
     "add_refinement_config", "add_backbone_config", "add_pam_config", "add_solver_config",
-    "add_evaluation_config",
+    "add_evaluation_config", "add_pointrend_refiner_config",
 ]
 
 #: ``_BASE_`` prefix naming a config of detectron2's model zoo, e.g. ``model_zoo://Base-RCNN-FPN.yaml``.
@@ -44,16 +44,17 @@ def add_bestie_config(cfg):
     """Add the BESTIE / PAM / pseudo-label keys to ``cfg`` in place. Safe to call twice.
 
     One function per concept (each adds its own nodes): data, augmentation, model, inference,
-    refinement, backbones, PAM, solver, evaluation. Also lets ``cfg.merge_from_file`` read the
-    ``model_zoo://`` base of the Mask R-CNN configs (:func:`enable_model_zoo_bases`), so every
-    file of ``configs/`` merges into ``detectron2.config.get_cfg()`` after this call.
+    refinement, backbones, PAM, solver, evaluation, and the PointRend refinement stage's keys. Also
+    lets ``cfg.merge_from_file`` read the ``model_zoo://`` base of the Mask R-CNN configs
+    (:func:`enable_model_zoo_bases`), so every file of ``configs/`` merges into
+    ``detectron2.config.get_cfg()`` after this call.
     """
     enable_model_zoo_bases(cfg)
     if hasattr(cfg, "BESTIE"):  # already added
         return
     for add in (add_data_config, add_augmentation_config, add_model_config, add_inference_config,
                 add_refinement_config, add_backbone_config, add_pam_config, add_solver_config,
-                add_evaluation_config):
+                add_evaluation_config, add_pointrend_refiner_config):
         add(cfg)
 
 
@@ -290,6 +291,20 @@ def add_evaluation_config(cfg):
     # for VOC and the toy set, "coco" for COCO); else any of "voc_instance", "coco", e.g.
     # ["voc_instance", "coco"] for COCO mask AP on VOC as well (COCOEvaluator converts the records).
     cfg.TEST.EVALUATORS = []
+
+
+def add_pointrend_refiner_config(cfg):
+    """Detectron2's own PointRend keys (``MODEL.POINT_HEAD.*``, ``MODEL.IMPLICIT_POINTREND.*``,
+    ``MODEL.ROI_MASK_HEAD.{IN_FEATURES, FC_DIM, NUM_FC, OUTPUT_SIDE_RESOLUTION, POINT_HEAD_ON}``,
+    ``INPUT.CROP.SINGLE_CATEGORY_MAX_AREA``, ``INPUT.COLOR_AUG_SSD``; defaults and meanings in
+    ``detectron2/projects/point_rend/config.py``), so that the PointRend refinement configs
+    (``configs/*/pointrend_*refine.yaml``) merge into every bestie config. Importing
+    ``detectron2.projects.point_rend`` also registers ``PointRendROIHeads`` and
+    ``PointRendMaskHead``; no key of another model reads these. Skipped when already present."""
+    from detectron2.projects.point_rend import add_pointrend_config  # (registers the PointRend heads)
+
+    if not hasattr(cfg.MODEL, "POINT_HEAD"):
+        add_pointrend_config(cfg)
 
 
 class BestieCfgNode(CN):

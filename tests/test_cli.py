@@ -41,7 +41,7 @@ def _script_path(name):
 
 def test_setup_lists_the_tools():
     assert {"bestie-extract-cues", "bestie-cam-to-semantic", "bestie-export-pseudo-coco",
-            "bestie-predict", "bestie-visualize", "bestie-check-data"} <= set(SCRIPTS)
+            "bestie-predict", "bestie-visualize", "bestie-check-data", "bestie-pipeline"} <= set(SCRIPTS)
 
 
 def test_installed_entry_points_match_setup_py():

@@ -156,6 +156,12 @@ class Trainer(DefaultTrainer):
                 hooks.insert(-1, TrainingVisHook.from_config(self.cfg))  # before the PeriodicWriter
         return hooks
 
+    @property
+    def last_eval_results(self) -> dict:
+        """The results of the latest evaluation during training (``{}`` before any): what
+        ``DefaultTrainer``'s ``EvalHook`` stored, e.g. ``{"voc_instance": {"mAP50": ...}}``."""
+        return dict(getattr(self, "_last_eval_results", None) or {})
+
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)

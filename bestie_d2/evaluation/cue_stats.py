@@ -10,6 +10,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from ..data.points import filter_by_confidence, read_points
+from ..utils.masks import masks_to_rles
 
 __all__ = ["cue_statistics", "format_cue_statistics"]
 
@@ -25,7 +26,7 @@ def cue_statistics(
     """Count, over GT instances, how many hold 0 / exactly 1 / several cues of their own class.
 
     Args:
-        records: data set dicts with ``annotations`` (RLE ``segmentation``, ``category_id``).
+        records: data set dicts with ``annotations`` (RLE or polygon ``segmentation``, ``category_id``).
         cue_dir: folder of ``<image_id>.txt`` files; None = the record's ``points_key`` path.
         threshold: keep cues with ``conf > threshold`` (the BESTIE mapper's filter).
 
@@ -44,7 +45,8 @@ def cue_statistics(
         n_cues += len(pts)
         if not anns:
             continue
-        masks = mask_util.decode([a["segmentation"] for a in anns]).astype(bool)  # (H, W, N)
+        rles = masks_to_rles([a["segmentation"] for a in anns], r["height"], r["width"])  # RLE or polygons
+        masks = mask_util.decode(rles).astype(bool)  # (H, W, N)
         classes = np.array([a["category_id"] for a in anns])
         xs = pts[:, 0].astype(int)
         ys = pts[:, 1].astype(int)

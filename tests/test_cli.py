@@ -159,12 +159,13 @@ def test_unknown_key_and_misplaced_option_one_line(tool, tmp_path, capsys):
 
 @pytest.mark.usefixtures("restore_loggers")
 def test_demo_checks_stage_overrides_first(tmp_path, capsys):
-    """The demo's ``--opts-*``: an unknown key is one line before the first stage starts."""
+    """The demo's ``--<stage>-opts``: an unknown key is one line before the first stage starts."""
     from bestie_d2.tools import demo
 
     with pytest.raises(SystemExit) as e:
-        demo.main(["--output", str(tmp_path / "demo"), "--stop-after", "data",
-                   "--opts-bestie", "BESTIE.DATA.CENTER_POINT_DIR", "x"])
+        demo.main(["--output", str(tmp_path / "demo"), "--stop-after", "pam",
+                   "--bestie-opts", "BESTIE.DATA.CENTER_POINT_DIR", "x"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert e.value.code == 2 and len(err) == 1 and "BESTIE.DATA.CENTER_POINTS_DIR" in err[0]
-    assert not (tmp_path / "demo").exists()  # nothing ran
+    run_dir = tmp_path / "demo" / "image"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt"]  # no stage ran (the run log holds the error)

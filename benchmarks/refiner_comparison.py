@@ -2,13 +2,15 @@
 """Mask R-CNN vs PointRend as the refinement stage, trained on the same BESTIE pseudo labels.
 
     python benchmarks/demo_seeds.py --run --seeds 1 2 3 --refiners maskrcnn pointrend   # the runs
-    python benchmarks/refiner_comparison.py output/demo_s*/*/results.json [--markdown]
+    python benchmarks/refiner_comparison.py output/demo_s*/*/results.json [--markdown | --table]
 
 Each ``results.json`` must come from a pipeline run whose run folder holds both refiners trained on
 its one export (``refiners`` lists them: a run with ``--refiner pointrend`` after one with
 ``--refiner maskrcnn``, the export skipped the second time). Per route: one row per seed with
 mAP25/50/70/75 of both refiners and their training + evaluation time, then mean ± sd and min;
-BESTIE itself and the pseudo-label count for reference. Nothing is run here.
+BESTIE itself and the pseudo-label count for reference. ``--table``: one Markdown table, a row per
+route and refiner, each metric as mean ± sd (min) over the seeds, with the per-seed difference
+PointRend − Mask R-CNN in mAP50 (the README's table). Nothing is run here.
 """
 import argparse
 import json
@@ -76,12 +78,38 @@ def summarise(paths, markdown=False):
             print(f"PointRend - Mask R-CNN, mAP50 per seed: {', '.join(f'{d:+.1f}' for d in diffs)}")
 
 
+def compact_table(paths):
+    """One Markdown row per route and refiner: mean ± sd (min) of each metric and of the seconds."""
+    runs = {}
+    for p in paths:
+        with open(p) as f:
+            res = json.load(f)
+        runs.setdefault(res["route"], []).append(row_of(res))
+    print("| route | refiner | seeds | " + " | ".join(METRICS) + " | train + eval s | PointRend − Mask R-CNN mAP50 per seed |")
+    print("|---" * (len(METRICS) + 5) + "|")
+    for route, rows in sorted(runs.items()):
+        rows.sort(key=lambda r: r["seed"] or 0)
+        diffs = ", ".join(f"{r['PointRend mAP50'] - r['Mask R-CNN mAP50']:+.1f}" for r in rows)
+        for ref in REFINERS:
+            cells = []
+            for col in [f"{NAMES[ref]} {k}" for k in METRICS] + [f"{NAMES[ref]} s"]:
+                st = _stats(rows, col)
+                digits = 0 if col.endswith(" s") else 1
+                cells.append(f"{st[0]:.{digits}f} ± {st[1]:.{digits}f} ({st[2]:.{digits}f})" if st else "-")
+            print(f"| {route} labels | {NAMES[ref]} | {len(rows)} | " + " | ".join(cells)
+                  + f" | {diffs if ref == 'pointrend' else ''} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", help="results.json of pipeline runs with both refiners")
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="per-route tables in Markdown")
+    ap.add_argument("--table", action="store_true", help="one compact Markdown table (route x refiner)")
     args = ap.parse_args()
-    summarise(args.results, markdown=args.markdown)
+    if args.table:
+        compact_table(args.results)
+    else:
+        summarise(args.results, markdown=args.markdown)
 
 
 if __name__ == "__main__":

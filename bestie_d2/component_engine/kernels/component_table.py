@@ -17,6 +17,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .launch import flat_tiles, launch
+from .scans import pixel_position
 from .union_find import NSTAT, ST_AREA, ST_SX, ST_SY, ST_X2MIN, ST_XMAX, ST_XMIN, ST_YMAX
 
 __all__ = ["component_rows", "component_ids", "region_rows"]
@@ -29,11 +30,8 @@ def _component_rows_kernel(ROOTS, CM, S, ORG, ROWS, KEY, M, H, W, NSTAT: tl.cons
     j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = j < M
     r = tl.load(ROOTS + j, mask=m, other=0)
+    img, rem, ytop, xfirst = pixel_position(r, H, W)
     HW = H * W
-    img = r // HW
-    rem = r % HW
-    ytop = rem // W
-    xfirst = rem % W
     cls = tl.load(CM + r, mask=m, other=1).to(tl.int64) - 1
     so = r * NSTAT
     area = tl.load(S + so + ST_AREA, mask=m, other=1)

@@ -13,6 +13,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .launch import launch, per_program
+from .scans import pixel_position
 
 __all__ = ["window_peaks"]
 
@@ -22,11 +23,8 @@ def _window_peaks_kernel(CANDS, IDS, CM, HEAT, OUT, K, H, W, C, RADIUS, CB: tl.c
     c = tl.program_id(0) * CB + tl.arange(0, CB)[:, None]
     mc = c < K
     f = tl.load(CANDS + c, mask=mc, other=0)
+    b, rem, y, x = pixel_position(f, H, W)
     HW = H * W
-    b = f // HW
-    rem = f % HW
-    y = rem // W
-    x = rem % W
     cid = tl.load(IDS + f, mask=mc, other=0)
     v = tl.load(CM + f, mask=mc, other=1)
     hbase = (b * C + (v - 1)) * HW

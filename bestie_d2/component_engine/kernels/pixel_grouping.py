@@ -20,7 +20,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .launch import flat_tiles, launch
-from .scans import run_start, segmented_sum_max
+from .scans import pixel_position, run_start, segmented_sum_max
 
 __all__ = ["group_pixels", "EMPTY_KEY"]
 
@@ -34,11 +34,8 @@ def _group_pixels_kernel(PIX, COMP, OFF, CY, CX, CSTART, NCEN, SBASE, HV, VALS, 
     m = e < P
     pix = tl.load(PIX + e, mask=m, other=0)
     comp = tl.load(COMP + e, mask=m, other=0)
+    b, rem, y, x = pixel_position(pix, H, W)
     HW = H * W
-    rem = pix % HW
-    b = pix // HW
-    y = rem // W
-    x = rem % W
     nc = tl.load(NCEN + comp, mask=m, other=0)
     s0 = tl.load(CSTART + comp, mask=m, other=0)
     oy = tl.load(OFF + b * 2 * HW + rem, mask=m, other=0.0)

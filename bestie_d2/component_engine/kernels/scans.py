@@ -1,4 +1,4 @@
-"""In-register scans and tests shared by the engine's Triton kernels (``@triton.jit`` helpers).
+"""In-register scans, tests and index arithmetic shared by the engine's Triton kernels (``@triton.jit`` helpers).
 
 Triton's ``associative_scan`` with a custom combine runs one Python call per element under the
 interpreter, so the scans here are Hillis-Steele doublings with ``tl.gather`` (``log2(n)`` steps,
@@ -7,7 +7,16 @@ the same on a GPU and in the interpreter).
 import triton
 import triton.language as tl
 
-__all__ = ["any_lane", "cummax_along", "run_start", "segmented_sum_max"]
+__all__ = ["any_lane", "cummax_along", "pixel_position", "run_start", "segmented_sum_max"]
+
+
+@triton.jit
+def pixel_position(f, H, W):
+    """A flat pixel index ``f`` of a ``[B, H, W]`` map as ``(b, rem, y, x)``: image, index within
+    the image (``y * W + x``), row and column."""
+    HW = H * W
+    rem = f % HW
+    return f // HW, rem, rem // W, rem % W
 
 
 @triton.jit

@@ -12,6 +12,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from .launch import flat_tiles, launch, per_program
+from .scans import pixel_position
 
 __all__ = ["write_instance_targets"]
 
@@ -40,11 +41,11 @@ def _pixel_targets_kernel(PIX, SLOT, KEEP, CONF, PY, PX, WEIGHT, OFFSET, P, H, W
     pix = tl.load(PIX + e, mask=m, other=0)
     s = tl.load(SLOT + e, mask=m, other=0)
     k = m & (tl.load(KEEP + s, mask=m, other=0) != 0)
+    b, rem, y, x = pixel_position(pix, H, W)
     HW = H * W
-    rem = pix % HW
-    obase = (pix // HW) * (2 * HW) + rem
-    yf = (rem // W).to(tl.float32)
-    xf = (rem % W).to(tl.float32)
+    obase = b * (2 * HW) + rem
+    yf = y.to(tl.float32)
+    xf = x.to(tl.float32)
     conf = tl.load(CONF + s, mask=k, other=0.0)
     py = tl.load(PY + s, mask=k, other=0).to(tl.float32)
     px = tl.load(PX + s, mask=k, other=0).to(tl.float32)
